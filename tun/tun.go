@@ -1,0 +1,349 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/songgao/water"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults used when Config leaves a field zero.
+const (
+	DefaultName = "utcp0"
+	DefaultMTU  = 1500
+
+	// batchSize is how many packets one ReadPackets call will take at most
+	// when the caller offers that many buffers. 64 amortises the poller
+	// round trip well past the point where it matters (wireguard-go uses
+	// a similar figure) while keeping a batch's buffers under 100 KiB.
+	batchSize = 64
+
+	// minMTU is the IPv4 minimum every link must carry (RFC 791: 68 octets).
+	minMTU = 68
+	// maxMTU is the largest MTU a TUN device accepts (MAX_MTU in
+	// drivers/net/tun.c is 65535).
+	maxMTU = 65535
+)
+
+// Config says how to create and configure the device.
+type Config struct {
+	Name     string       // interface name; default "utcp0"; may hold one "%d" for the kernel to number
+	HostAddr netip.Prefix // host side address, e.g. 198.18.0.1/24; the zero Prefix sets no address
+	MTU      int          // default 1500
+}
+
+// Device is an open TUN device. Its methods are safe for concurrent use.
+type Device struct {
+	name string
+	mtu  int
+	file *os.File
+	rc   syscall.RawConn
+
+	closed atomic.Bool
+
+	r reader
+	w writer
+}
+
+// Open creates the TUN interface cfg.Name, sets its MTU and host address and
+// brings it up. The interface exists until Close (or until the process exits).
+//
+// If a persistent TUN named cfg.Name already exists with no process attached,
+// Open attaches to it and clears its persist flag, so Close removes it too.
+// A failed TUNSETIFF (name busy, no CAP_NET_ADMIN) leaks one descriptor
+// inside water, which does not close it; such failures are normally fatal,
+// and Open checks what it can (name, MTU, address, /dev/net/tun) first.
+func Open(cfg Config) (*Device, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if err := validateName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
+		return nil, fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
+	}
+	if cfg.HostAddr.IsValid() {
+		// IPv4 only, like the rest of utcp for now (DESIGN.md: IPv6 later).
+		a := cfg.HostAddr.Addr().Unmap()
+		if !a.Is4() || cfg.HostAddr.Bits() > 32 {
+			return nil, fmt.Errorf("tun: host address %v: only an IPv4 address with a prefix length of 0 to 32 is supported", cfg.HostAddr)
+		}
+		cfg.HostAddr = netip.PrefixFrom(a, cfg.HostAddr.Bits())
+	}
+	// Check for the control device first: water would report a bare ENOENT
+	// (and leak nothing, but say nothing useful either).
+	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
+		return nil, errNoTunDevice
+	}
+
+	// water opens /dev/net/tun with O_NONBLOCK, issues TUNSETIFF with
+	// IFF_TUN|IFF_NO_PI and clears TUNSETPERSIST, so the interface dies with
+	// the descriptor. Because the descriptor is already non-blocking,
+	// os.NewFile inside water registers it with the runtime poller, which is
+	// what lets Close wake a blocked read.
+	ifce, err := water.New(water.Config{
+		DeviceType:             water.TUN,
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name},
+	})
+	if err != nil {
+		return nil, openError(cfg.Name, err)
+	}
+	file, ok := ifce.ReadWriteCloser.(*os.File)
+	if !ok {
+		ifce.Close()
+		return nil, fmt.Errorf("tun: water returned a %T, not an *os.File: this package needs the descriptor to poll it", ifce.ReadWriteCloser)
+	}
+	d := &Device{name: ifce.Name(), mtu: cfg.MTU, file: file}
+	d.r.fn = d.r.read
+	d.w.fn = d.w.write
+	if err := d.init(cfg); err != nil {
+		file.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) init(cfg Config) error {
+	rc, err := d.file.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("tun: %s: raw descriptor: %w", d.name, err)
+	}
+	d.rc = rc
+	// Make sure the descriptor really is non-blocking; if it were not, a
+	// read would hold a thread in the kernel and Close could not wake it.
+	var nbErr error
+	if err := rc.Control(func(fd uintptr) {
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err == nil && fl&unix.O_NONBLOCK == 0 {
+			err = errors.New("descriptor is blocking")
+		}
+		nbErr = err
+	}); err != nil {
+		return fmt.Errorf("tun: %s: %w", d.name, err)
+	}
+	if nbErr != nil {
+		return fmt.Errorf("tun: %s: %v: the device must be pollable so Close can unblock reads", d.name, nbErr)
+	}
+	return configure(d.name, cfg.HostAddr, cfg.MTU)
+}
+
+// Name returns the interface name the kernel gave the device.
+func (d *Device) Name() string { return d.name }
+
+// MTU returns the MTU the device was configured with.
+func (d *Device) MTU() int { return d.mtu }
+
+// BatchSize returns how many packets one ReadPackets call may return.
+func (d *Device) BatchSize() int { return batchSize }
+
+// TruncatedPackets counts packets dropped by ReadPackets because they were
+// longer than the buffer offered for them.
+func (d *Device) TruncatedPackets() uint64 { return d.r.truncated.Load() }
+
+// ReadPackets blocks until at least one whole packet is read into bufs[0],
+// then takes more packets the kernel has already queued (without blocking)
+// into bufs[1:], up to len(bufs). sizes[i] is set to the length of packet i;
+// sizes must be at least as long as bufs. A packet longer than its buffer is
+// dropped and counted (TruncatedPackets) rather than returned cut short.
+// After Close it returns an error that errors.Is(err, os.ErrClosed).
+func (d *Device) ReadPackets(bufs [][]byte, sizes []int) (n int, err error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if len(sizes) < len(bufs) {
+		return 0, fmt.Errorf("tun: ReadPackets: %d sizes for %d buffers", len(sizes), len(bufs))
+	}
+	if d.closed.Load() {
+		return 0, d.closedError("read")
+	}
+	// Readers are serialised by the poller's read lock anyway; the mutex
+	// lets the callback state live in the Device, so a call allocates
+	// nothing.
+	r := &d.r
+	r.mu.Lock()
+	r.bufs, r.sizes, r.n, r.err = bufs, sizes, 0, nil
+	rerr := d.rc.Read(r.fn)
+	n, readErr := r.n, r.err
+	r.bufs, r.sizes, r.err = nil, nil, nil // keep no caller memory reachable
+	r.mu.Unlock()
+
+	if d.closed.Load() {
+		// Packets read before Close raced in are still whole and ours to
+		// return; the next call reports the close.
+		if n > 0 {
+			return n, nil
+		}
+		return 0, d.closedError("read")
+	}
+	if rerr != nil {
+		return n, fmt.Errorf("tun: read %s: %w", d.name, rerr)
+	}
+	if readErr != nil {
+		if n > 0 {
+			return n, nil // the error will recur on the next call if it persists
+		}
+		return 0, fmt.Errorf("tun: read %s: %w", d.name, readErr)
+	}
+	return n, nil
+}
+
+// reader is the state of one ReadPackets call, kept in the Device so the
+// callback handed to the poller is built once.
+type reader struct {
+	mu    sync.Mutex
+	fn    func(fd uintptr) bool // r.read, bound once
+	bufs  [][]byte
+	sizes []int
+	n     int
+	err   error
+
+	truncated atomic.Uint64
+	iov       [2]unix.Iovec
+	spare     [1]byte
+}
+
+// read is the poller callback: it runs with the descriptor held and
+// returning false asks the poller to park the goroutine until the
+// descriptor is readable (or closed).
+func (r *reader) read(fd uintptr) bool {
+	for r.n < len(r.bufs) {
+		buf := r.bufs[r.n]
+		m, err := r.readv(fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			// Nothing queued: wait only if we have nothing yet.
+			return r.n > 0
+		case err != nil:
+			r.err = err
+			return true
+		case m > len(buf):
+			// The packet spilled into the spare byte: it was longer than
+			// buf, and the kernel has discarded the rest (tun_put_user
+			// copies what fits and drops the tail). A cut packet would
+			// fail its checksums anyway; drop it and count it so the loss
+			// is visible.
+			r.truncated.Add(1)
+			continue
+		}
+		r.sizes[r.n] = m
+		r.n++
+	}
+	return true
+}
+
+// readv reads one packet into buf plus one spare byte, so that a packet
+// longer than buf shows as a count larger than len(buf): with IFF_NO_PI the
+// kernel silently truncates to the space offered and returns only what it
+// copied.
+func (r *reader) readv(fd uintptr, buf []byte) (int, error) {
+	r.iov[0] = unix.Iovec{}
+	if len(buf) > 0 {
+		r.iov[0].Base = &buf[0]
+		r.iov[0].SetLen(len(buf))
+	}
+	r.iov[1].Base = &r.spare[0]
+	r.iov[1].SetLen(len(r.spare))
+	n, _, errno := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	r.iov[0].Base = nil // do not keep the caller's buffer reachable
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// WritePackets writes each buffer as one IP packet (IPv4 or IPv6, told apart
+// by the version nibble). It returns how many packets were written; on error
+// that count says which buffer failed (bufs[count]), so a caller may skip it
+// and continue. It is safe for concurrent use and does not retain bufs.
+// After Close it returns an error that errors.Is(err, os.ErrClosed).
+func (d *Device) WritePackets(bufs [][]byte) (int, error) {
+	if d.closed.Load() {
+		return 0, d.closedError("write")
+	}
+	// Writers are serialised by the poller's write lock anyway; see
+	// ReadPackets for why the state lives in the Device.
+	w := &d.w
+	w.mu.Lock()
+	w.bufs, w.n, w.err = bufs, 0, nil
+	werr := d.rc.Write(w.fn)
+	n, writeErr := w.n, w.err
+	w.bufs, w.err = nil, nil
+	w.mu.Unlock()
+
+	if d.closed.Load() && n < len(bufs) {
+		return n, d.closedError("write")
+	}
+	if werr != nil {
+		return n, fmt.Errorf("tun: write %s: %w", d.name, werr)
+	}
+	if writeErr != nil {
+		hint := ""
+		if writeErr == unix.EINVAL {
+			hint = " (the kernel accepts only IPv4 or IPv6 packets)"
+		}
+		return n, fmt.Errorf("tun: write packet %d of %d (%d bytes) to %s: %w%s",
+			n, len(bufs), len(bufs[n]), d.name, writeErr, hint)
+	}
+	return n, nil
+}
+
+// writer is the state of one WritePackets call.
+type writer struct {
+	mu   sync.Mutex
+	fn   func(fd uintptr) bool // w.write, bound once
+	bufs [][]byte
+	n    int
+	err  error
+}
+
+// write is the poller callback for WritePackets. A TUN write is one whole
+// packet or an error, never a partial write.
+func (w *writer) write(fd uintptr) bool {
+	for w.n < len(w.bufs) {
+		_, err := unix.Write(int(fd), w.bufs[w.n])
+		switch err {
+		case nil:
+			w.n++
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false // wait until writable
+		default:
+			w.err = err
+			return true
+		}
+	}
+	return true
+}
+
+// Close closes the descriptor, which removes the (non-persistent) interface,
+// and wakes any ReadPackets blocked on it. A second Close returns an error
+// that errors.Is(err, os.ErrClosed).
+func (d *Device) Close() error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return d.closedError("close")
+	}
+	// os.File.Close evicts the descriptor from the poller (waking parked
+	// readers and writers) and waits until the last of them lets go before
+	// close(2), so the interface is gone when this returns.
+	if err := d.file.Close(); err != nil {
+		return fmt.Errorf("tun: close %s: %w", d.name, err)
+	}
+	return nil
+}
+
+func (d *Device) closedError(op string) error {
+	return fmt.Errorf("tun: %s %s: %w", op, d.name, os.ErrClosed)
+}
