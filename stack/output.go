@@ -1,0 +1,414 @@
+package stack
+
+import (
+	"syscall"
+	"time"
+
+	"utcp/seg"
+	"utcp/timers"
+)
+
+// tsNow is our timestamp clock (RFC 7323 §5.4): milliseconds, as Linux,
+// plus a random per-connection offset so it reveals nothing about uptime.
+func (t *tcb) tsNow(now timers.Instant) uint32 {
+	return uint32(int64(now)/int64(time.Millisecond)) + t.tsOffset
+}
+
+// advertise picks the window for an outgoing segment and returns the
+// 16-bit field value. The right edge never moves left (RFC 9293
+// §3.8.6.2.2, RFC 7323 §2.4), and it moves right only by at least
+// min(buffer/2, MSS) at a time: receiver silly-window avoidance.
+func (t *tcb) advertise() uint16 {
+	free := uint32(max(t.rcv.Free(), 0))
+	if t.rdShut {
+		free = uint32(t.rcv.Cap())
+	}
+	cur := t.rcvWndNow()
+	wnd := free
+	if wnd > cur && wnd-cur < uint32(min(t.rcv.Cap()/2, t.mssOrDefault())) {
+		wnd = cur
+	}
+	if wnd < cur {
+		wnd = cur
+	}
+	field := wnd >> t.rcvShift
+	if field > 0xffff {
+		field = 0xffff
+	}
+	if field<<t.rcvShift < cur {
+		// Rounding down would shrink the window: round up instead.
+		field = min((cur+(1<<t.rcvShift)-1)>>t.rcvShift, 0xffff)
+	}
+	if edge := t.rcvNxt.Add(field << t.rcvShift); edge.GreaterThan(t.rcvAdv) {
+		t.rcvAdv = edge
+	}
+	return uint16(field)
+}
+
+func (t *tcb) mssOrDefault() int {
+	if t.mss > 0 {
+		return t.mss
+	}
+	return 536
+}
+
+// header fills the fields every segment of this connection carries.
+func (t *tcb) header(flags seg.Flags, seq seg.Seq) seg.Segment {
+	sg := seg.Segment{
+		Dst:     t.remote.Addr(),
+		SrcPort: t.local.Port(),
+		DstPort: t.remote.Port(),
+		Seq:     seq,
+		Flags:   flags,
+	}
+	if flags.Has(seg.ACK) {
+		sg.Ack = t.rcvNxt
+	}
+	if flags.Has(seg.SYN) {
+		// RFC 7323 §2.2: the window in a SYN or SYN-ACK is not scaled.
+		sg.Window = uint16(min(t.rcv.Free(), 0xffff))
+		if edge := t.rcvNxt.Add(uint32(sg.Window)); flags.Has(seg.ACK) && edge.GreaterThan(t.rcvAdv) {
+			t.rcvAdv = edge
+		}
+	} else if !flags.Has(seg.RST) {
+		sg.Window = t.advertise()
+	}
+	if t.tsOK && !flags.Has(seg.RST) {
+		sg.Opts.HasTS = true
+		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
+		sg.Opts.TSEcr = t.tsRecent
+	}
+	return sg
+}
+
+// ackSent clears what an outgoing segment carrying our ACK satisfies.
+func (t *tcb) ackSent() {
+	t.ackNow = false
+	t.unackedSegs = 0
+	if t.timers.Armed(timers.DelayedACK) {
+		t.stop(timers.DelayedACK)
+	}
+}
+
+func (t *tcb) sendAck() {
+	sg := t.header(seg.ACK, t.sndNxt)
+	t.s.emit(&sg)
+	t.ackSent()
+}
+
+func (t *tcb) sendRST(seq seg.Seq) {
+	sg := t.header(seg.RST|seg.ACK, seq)
+	t.s.emit(&sg)
+	t.s.ctr.OutRsts++
+}
+
+// synOptions adds what our SYN or SYN-ACK offers: MSS always; window
+// scaling and timestamps on an active open, or when the peer offered them.
+func (t *tcb) synOptions(sg *seg.Segment, offerWS, offerTS bool) {
+	sg.Opts.HasMSS = true
+	sg.Opts.MSS = uint16(min(t.s.mtu-40, 0xffff))
+	if offerWS {
+		sg.Opts.HasWScale = true
+		sg.Opts.WScale = t.rcvShift
+	}
+	if offerTS {
+		sg.Opts.HasTS = true
+		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
+		sg.Opts.TSEcr = t.tsRecent
+	} else {
+		sg.Opts.HasTS = false
+	}
+}
+
+func (t *tcb) sendSYN() {
+	tsOK := t.tsOK
+	t.tsOK = false
+	sg := t.header(seg.SYN, t.iss)
+	t.tsOK = tsOK
+	t.synOptions(&sg, true, true)
+	t.s.emit(&sg)
+	if t.retries == 0 {
+		t.rtt.Start(uint32(t.iss), t.s.clock.Now())
+	}
+}
+
+func (t *tcb) sendSynAck() {
+	sg := t.header(seg.SYN|seg.ACK, t.iss)
+	t.synOptions(&sg, t.wsOK, t.tsOK)
+	t.s.emit(&sg)
+	t.ackSent()
+	if t.retries == 0 {
+		t.rtt.Start(uint32(t.iss), t.s.clock.Now())
+	}
+}
+
+// sendDataAt sends n bytes of the send buffer starting at seq, with FIN
+// when fin is set.
+func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) {
+	s := t.s
+	off := int(seq.Sub(t.sndStart))
+	var payload []byte
+	if n > 0 {
+		if b, ok := t.snd.peek(off, n); ok {
+			payload = b
+		} else {
+			payload = s.scratch[:n]
+			t.snd.copyAt(payload, off)
+		}
+	}
+	flags := seg.ACK
+	if n > 0 && off+n == t.snd.Len() {
+		flags |= seg.PSH
+	}
+	if fin {
+		flags |= seg.FIN
+	}
+	sg := t.header(flags, seq)
+	sg.Payload = payload
+	if seq.LessThan(t.sndMax) {
+		s.ctr.RetransSegs++
+		t.totalRetx++
+		t.rtt.Retransmitted()
+	} else {
+		t.rtt.Start(uint32(seq), s.clock.Now())
+	}
+	s.emit(&sg)
+	t.ackSent()
+}
+
+// output sends what the windows allow (RFC 9293 §3.8.6, RFC 5681): new
+// data, the FIN after it, and arms the retransmission or persist timer.
+func (t *tcb) output() {
+	switch t.state {
+	case Established, CloseWait, FinWait1, Closing, LastAck:
+	default:
+		return
+	}
+	for {
+		off := int(t.sndNxt.Sub(t.sndStart))
+		unsent := t.snd.Len() - off
+		if unsent > 0 {
+			inflight := int(t.sndNxt.Sub(t.sndUna))
+			wnd := min(t.sndWnd, t.cwnd)
+			usable := int(int64(wnd) - int64(inflight))
+			if usable <= 0 {
+				break
+			}
+			n := min(unsent, usable, t.mss)
+			if n < t.mss {
+				allFits := unsent <= usable
+				// Sender silly-window avoidance (RFC 9293 §3.8.6.2.1):
+				// don't send a window-limited runt unless it is at least
+				// half the largest window the peer has offered.
+				if !allFits && n < int(t.maxSndWnd/2) {
+					break
+				}
+				// Nagle (RFC 896, RFC 9293 §3.7.4): one small segment
+				// outstanding at a time, unless TCP_NODELAY or closing.
+				if allFits && inflight > 0 && !t.nodelay && !t.finQueued {
+					break
+				}
+			}
+			fin := t.finQueued && n == unsent
+			t.sendDataAt(t.sndNxt, n, fin)
+			t.sndNxt = t.sndNxt.Add(uint32(n))
+			if fin {
+				t.sndNxt = t.sndNxt.Add(1)
+			}
+		} else if unsent == 0 && t.finQueued {
+			t.sendDataAt(t.sndNxt, 0, true)
+			t.sndNxt = t.sndNxt.Add(1)
+		} else {
+			break
+		}
+		if t.sndNxt.GreaterThan(t.sndMax) {
+			t.sndMax = t.sndNxt
+		}
+	}
+	if t.sndNxt.GreaterThan(t.sndMax) {
+		t.sndMax = t.sndNxt
+	}
+	if t.sndUna != t.sndMax {
+		if !t.timers.Armed(timers.Retransmit) {
+			t.arm(timers.Retransmit, t.rto.Current())
+		}
+	} else if t.sndWnd == 0 && t.snd.Len() > int(t.sndNxt.Sub(t.sndStart)) && !t.timers.Armed(timers.Persist) {
+		// Zero window with data waiting: probe it (RFC 9293 §3.8.6.1).
+		t.arm(timers.Persist, t.persistTimeout())
+	}
+}
+
+func (t *tcb) persistTimeout() time.Duration {
+	d := t.rto.Current()
+	for i := 0; i < t.probes && d < 120*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 120*time.Second)
+}
+
+// onPersistTimer sends a zero-window probe. Like Linux, the probe is a
+// segment carrying sequence SND.UNA-1, which the peer must ACK with its
+// current window.
+func (t *tcb) onPersistTimer() {
+	if t.sndWnd != 0 || t.sndUna != t.sndMax {
+		t.probes = 0
+		t.output()
+		return
+	}
+	if t.orphan && t.probes >= t.s.cfg.Retries2 {
+		t.s.ctr.TCPAbortOnTimeout++
+		t.fail(syscall.ETIMEDOUT, "timer persist", nil)
+		return
+	}
+	sg := t.header(seg.ACK, t.sndUna-1)
+	t.s.emit(&sg)
+	t.s.ctr.TCPWinProbe++
+	t.probes++
+	t.arm(timers.Persist, t.persistTimeout())
+}
+
+// onRetransmitTimer is RFC 6298 §5.4-5.6 with RFC 5681 §3.1's response to
+// a timeout: collapse cwnd to one segment and resend from SND.UNA.
+func (t *tcb) onRetransmitTimer() {
+	s := t.s
+	if t.state == SynSent {
+		if t.retries >= s.cfg.SynRetries {
+			t.fail(syscall.ETIMEDOUT, "timer retransmit (SYN)", nil)
+			return
+		}
+		t.retries++
+		t.rto.Backoff()
+		t.rtt.Retransmitted()
+		s.ctr.RetransSegs++
+		s.ctr.TCPSynRetrans++
+		t.totalRetx++
+		t.sendSYN()
+		t.arm(timers.Retransmit, t.rto.Current())
+		return
+	}
+	if t.sndUna == t.sndMax {
+		return
+	}
+	if t.retries >= s.cfg.Retries2 {
+		s.ctr.TCPAbortOnTimeout++
+		t.fail(syscall.ETIMEDOUT, "timer retransmit", nil)
+		return
+	}
+	t.retries++
+	s.ctr.TCPTimeouts++
+	t.rto.Backoff()
+	flight := uint32(t.sndMax.Sub(t.sndUna))
+	t.ssthresh = max(flight/2, uint32(2*t.mss))
+	t.cwnd = uint32(t.mss)
+	t.inRecovery = false
+	t.dupAcks = 0
+	t.recover = t.sndMax
+	t.rtt.Retransmitted()
+	t.sndNxt = t.sndUna
+	t.output()
+	t.arm(timers.Retransmit, t.rto.Current())
+}
+
+// onSynAckTimer retransmits a SYN-ACK with backoff; after SynAckRetries
+// the request is dropped, as Linux does (no RST, no counter but the
+// retransmissions).
+func (t *tcb) onSynAckTimer() {
+	s := t.s
+	if t.state != SynReceived {
+		return
+	}
+	if t.retries >= s.cfg.SynAckRetries {
+		if !t.passive {
+			t.fail(syscall.ETIMEDOUT, "timer synack", nil)
+			return
+		}
+		t.remove("timer synack (retries exhausted)")
+		return
+	}
+	t.retries++
+	t.rto.Backoff()
+	t.rtt.Retransmitted()
+	s.ctr.RetransSegs++
+	s.ctr.TCPSynRetrans++
+	t.totalRetx++
+	t.sendSynAck()
+	t.arm(timers.SynAck, t.rto.Current())
+}
+
+// --- congestion control (RFC 5681, RFC 6582) ---------------------------
+
+// initCongestion sets the initial window of RFC 6928 (ten segments) and
+// an unbounded slow-start threshold.
+func (t *tcb) initCongestion() {
+	t.cwnd = uint32(10 * t.mss)
+	t.ssthresh = 1 << 30
+	t.recover = t.sndUna
+}
+
+func (t *tcb) ackCongestion(acked uint32, ack seg.Seq) {
+	mss := uint32(t.mss)
+	if t.inRecovery {
+		if ack.GreaterEq(t.recover) {
+			// Full acknowledgment (RFC 6582 §3.2 step 3): deflate.
+			flight := uint32(t.sndMax.Sub(t.sndUna))
+			t.cwnd = min(t.ssthresh, max(flight, mss)+mss)
+			t.inRecovery = false
+			t.dupAcks = 0
+			return
+		}
+		// Partial acknowledgment (step 4): resend the next hole,
+		// deflate by what was acked, add back one segment.
+		t.retransmitHead()
+		if acked >= t.cwnd {
+			t.cwnd = mss
+		} else {
+			t.cwnd -= acked
+		}
+		t.cwnd += mss
+		return
+	}
+	t.dupAcks = 0
+	if t.cwnd < t.ssthresh {
+		// Slow start with appropriate byte counting, L = 2 (RFC 3465).
+		t.cwnd += min(acked, 2*mss)
+	} else {
+		// Congestion avoidance: about one segment per round trip.
+		t.cwnd += max(1, mss*mss/t.cwnd)
+	}
+	t.cwnd = min(t.cwnd, 1<<30)
+}
+
+func (t *tcb) dupAck() {
+	t.dupAcks++
+	mss := uint32(t.mss)
+	if t.inRecovery {
+		t.cwnd += mss // RFC 5681 §3.2 step 4: inflate
+		return
+	}
+	// RFC 6582 §3.2 step 1: enter recovery on the third duplicate, but
+	// only if SND.UNA is past the previous recovery point.
+	if t.dupAcks == 3 && t.sndUna.GreaterThan(t.recover-1) {
+		flight := uint32(t.sndMax.Sub(t.sndUna))
+		t.ssthresh = max(flight/2, 2*mss)
+		t.recover = t.sndMax
+		t.inRecovery = true
+		t.s.ctr.TCPFastRetrans++
+		t.retransmitHead()
+		t.cwnd = t.ssthresh + 3*mss
+	}
+}
+
+// retransmitHead resends the first unacknowledged segment.
+func (t *tcb) retransmitHead() {
+	off := int(t.sndUna.Sub(t.sndStart))
+	remain := t.snd.Len() - off
+	if remain < 0 {
+		return
+	}
+	n := min(remain, t.mss)
+	fin := t.finQueued && n == remain && t.sndMax.GreaterThan(t.sndStart.Add(uint32(t.snd.Len())))
+	if n == 0 && !fin {
+		return
+	}
+	t.sendDataAt(t.sndUna, n, fin)
+}

@@ -1,0 +1,98 @@
+package stack
+
+// ring is a byte FIFO used for the send and receive buffers. Its logical
+// capacity (limit) is fixed by configuration, but the backing array is
+// allocated lazily and grown on demand, so an idle connection holds no
+// buffer memory.
+type ring struct {
+	buf   []byte
+	head  int // index of the first byte
+	n     int // bytes held
+	limit int // logical capacity
+}
+
+func newRing(limit int) ring { return ring{limit: limit} }
+
+func (r *ring) Len() int  { return r.n }
+func (r *ring) Cap() int  { return r.limit }
+func (r *ring) Free() int { return r.limit - r.n }
+
+// reserve makes room in the backing array for n more bytes (n <= Free()).
+func (r *ring) reserve(n int) {
+	need := r.n + n
+	if need <= len(r.buf) {
+		return
+	}
+	size := max(len(r.buf)*2, need, 4096)
+	size = min(size, r.limit)
+	nb := make([]byte, size)
+	r.copyAt(nb[:r.n], 0)
+	r.buf, r.head = nb, 0
+}
+
+// Write appends as much of p as fits and returns how much did.
+func (r *ring) Write(p []byte) int {
+	n := min(len(p), r.Free())
+	if n <= 0 {
+		return 0
+	}
+	r.reserve(n)
+	tail := (r.head + r.n) % len(r.buf)
+	c := copy(r.buf[tail:], p[:n])
+	if c < n {
+		copy(r.buf, p[c:n])
+	}
+	r.n += n
+	return n
+}
+
+// Read moves up to len(p) bytes out of the ring.
+func (r *ring) Read(p []byte) int {
+	n := r.copyAt(p, 0)
+	r.Discard(n)
+	return n
+}
+
+// copyAt copies bytes starting off bytes into the ring into p without
+// consuming them, and returns how many it copied.
+func (r *ring) copyAt(p []byte, off int) int {
+	if off >= r.n || len(p) == 0 {
+		return 0
+	}
+	n := min(len(p), r.n-off)
+	start := (r.head + off) % len(r.buf)
+	c := copy(p[:n], r.buf[start:])
+	if c < n {
+		copy(p[c:n], r.buf)
+	}
+	return n
+}
+
+// peek returns up to n bytes starting off bytes in as one slice aliasing
+// the ring when they are contiguous; ok is false when they wrap.
+func (r *ring) peek(off, n int) (b []byte, ok bool) {
+	start := (r.head + off) % len(r.buf)
+	if start+n <= len(r.buf) {
+		return r.buf[start : start+n], true
+	}
+	return nil, false
+}
+
+// Discard drops the first n bytes and releases the backing array once the
+// ring is empty, so idle connections give their memory back.
+func (r *ring) Discard(n int) {
+	n = min(n, r.n)
+	r.n -= n
+	if r.n == 0 {
+		r.head = 0
+		return
+	}
+	r.head = (r.head + n) % len(r.buf)
+}
+
+// release frees the backing array if the ring is empty.
+func (r *ring) release() {
+	if r.n == 0 {
+		r.buf, r.head = nil, 0
+	}
+}

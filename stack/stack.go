@@ -1,0 +1,444 @@
+package stack
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"utcp/seg"
+	"utcp/timers"
+)
+
+// Config holds the stack's settings. Zero values mean the Linux-like
+// defaults given beside each field.
+type Config struct {
+	Link  Link         // required unless Manual
+	Addr  netip.Addr   // the stack's IPv4 address; default 198.18.0.2
+	Clock timers.Clock // default timers.NewRealClock()
+
+	// Manual starts no goroutine and no timer: the caller feeds packets with
+	// Inject, moves time with Advance and collects output with TakeOutput.
+	// Scripted tests use it with a timers.ManualClock.
+	Manual bool
+
+	MSL           time.Duration // default 30s, so TIME_WAIT lasts 2*MSL = 60s as on Linux
+	FinTimeout    time.Duration // orphaned FIN_WAIT2 lifetime; default 60s (tcp_fin_timeout)
+	MaxTimeWait   int           // TIME_WAIT entries; default 262144 (tcp_max_tw_buckets)
+	TWReuse       bool          // reuse a TIME_WAIT 4-tuple for Dial (tcp_tw_reuse)
+	MaxSynBacklog int           // SYN queue bound per listener; default 1024 (tcp_max_syn_backlog)
+	SynRetries    int           // default 6 (tcp_syn_retries)
+	SynAckRetries int           // default 5 (tcp_synack_retries)
+	Retries2      int           // RTO retransmissions before ETIMEDOUT; default 15 (tcp_retries2)
+	SendBuf       int           // per-connection send buffer; default 1 MiB
+	RecvBuf       int           // per-connection receive buffer; default 1 MiB
+	MaxOOOSegs    int           // out-of-order segments held per connection; default 256
+	DelayedACK    time.Duration // delayed-ACK timeout; default 40ms (Linux's minimum), negative disables delaying
+	NoDelay       bool          // default TCP_NODELAY for new connections (Nagle off)
+	RTO           timers.RTOConfig
+
+	// Seed, when non-zero, makes ISNs, ephemeral ports and timestamp
+	// offsets deterministic (simulations); zero draws them from crypto/rand.
+	Seed uint64
+
+	// Trace, if set, is called (under the stack's lock: it must be quick
+	// and must not call back into the stack) for every state transition.
+	Trace func(TraceEvent)
+	// Logf receives rare diagnostics (link errors); default discards.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) setDefaults() {
+	if !c.Addr.IsValid() {
+		c.Addr = netip.AddrFrom4([4]byte{198, 18, 0, 2})
+	}
+	if c.Clock == nil {
+		c.Clock = timers.NewRealClock()
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd(&c.MSL, 30*time.Second)
+	defd(&c.FinTimeout, 60*time.Second)
+	defd(&c.DelayedACK, 40*time.Millisecond)
+	def(&c.MaxTimeWait, 262144)
+	def(&c.MaxSynBacklog, 1024)
+	def(&c.SynRetries, 6)
+	def(&c.SynAckRetries, 5)
+	def(&c.Retries2, 15)
+	def(&c.SendBuf, 1<<20)
+	def(&c.RecvBuf, 1<<20)
+	def(&c.MaxOOOSegs, 256)
+	if c.RTO == (timers.RTOConfig{}) {
+		c.RTO = timers.DefaultRTOConfig()
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+// TraceEvent is one state transition and what caused it.
+type TraceEvent struct {
+	Time          timers.Instant
+	Local, Remote netip.AddrPort
+	From, To      State
+	Cause         string       // e.g. "rcv SYN", "timer time_wait", "close()"
+	Seg           *seg.Segment // the segment that caused it, if any; valid only during the call
+}
+
+// timerTarget is anything with deadlines in the stack-wide queue.
+type timerTarget interface {
+	fire(now timers.Instant)
+}
+
+// Stack is one TCP/IPv4 host.
+type Stack struct {
+	cfg   Config
+	addr  netip.Addr
+	addr4 [4]byte
+	link  Link
+	clock timers.Clock
+	mtu   int
+
+	mu        sync.Mutex
+	conns     map[uint64]*tcb
+	listeners map[uint16]*Listener
+	tw        map[uint64]*twEntry
+	tq        timers.Queue[timerTarget]
+	reasm     reassembler
+	ctr       Counters
+	gauges    [numStates]int
+	rng       *mrand.Rand
+	isnKey    [32]byte
+	rxSeg     seg.Segment // the segment being processed; reused to avoid allocation
+	ackList   []*tcb      // connections owing an ACK at the end of an input batch
+	scratch   []byte      // payload assembly when the send ring wraps
+	closed    bool
+
+	// Output: packets produced under mu, written by one flusher at a time.
+	outq, spare [][]byte
+	free        [][]byte
+	flushing    bool
+	bufSize     int
+
+	timer      *time.Timer
+	timerArmed bool
+	timerAt    timers.Instant
+
+	wg sync.WaitGroup
+}
+
+// ErrStackClosed is returned by operations on a closed stack.
+var ErrStackClosed = errors.New("utcp: stack closed")
+
+// New creates a stack. Unless cfg.Manual, it starts reading from cfg.Link
+// at once; Close stops it.
+func New(cfg Config) (*Stack, error) {
+	cfg.setDefaults()
+	if !cfg.Addr.Is4() {
+		return nil, fmt.Errorf("utcp: address %v is not IPv4", cfg.Addr)
+	}
+	if cfg.Link == nil && !cfg.Manual {
+		return nil, errors.New("utcp: Config.Link is required")
+	}
+	s := &Stack{
+		cfg:       cfg,
+		addr:      cfg.Addr,
+		addr4:     cfg.Addr.As4(),
+		link:      cfg.Link,
+		clock:     cfg.Clock,
+		mtu:       1500,
+		conns:     make(map[uint64]*tcb),
+		listeners: make(map[uint16]*Listener),
+		tw:        make(map[uint64]*twEntry),
+	}
+	if cfg.Link != nil {
+		s.mtu = cfg.Link.MTU()
+	}
+	if s.mtu < 68 {
+		return nil, fmt.Errorf("utcp: link MTU %d is below the IPv4 minimum of 68", s.mtu)
+	}
+	s.bufSize = s.mtu + 64
+	var seed [32]byte
+	if cfg.Seed != 0 {
+		binary.LittleEndian.PutUint64(seed[:], cfg.Seed)
+		binary.LittleEndian.PutUint64(s.isnKey[:], cfg.Seed*0x9e3779b97f4a7c15+1)
+	} else {
+		rand.Read(seed[:])
+		rand.Read(s.isnKey[:])
+	}
+	s.rng = mrand.New(mrand.NewChaCha8(seed))
+	s.reasm.init(s)
+	s.scratch = make([]byte, 0, 65536)
+	if !cfg.Manual {
+		s.timer = time.AfterFunc(time.Hour, s.onTimer)
+		s.timer.Stop()
+		s.wg.Add(1)
+		go s.readLoop()
+	}
+	return s, nil
+}
+
+// Addr is the stack's IPv4 address.
+func (s *Stack) Addr() netip.Addr { return s.addr }
+
+// Now is the stack's clock.
+func (s *Stack) Now() timers.Instant { return s.clock.Now() }
+
+// Close resets every connection, closes the link and waits for the reader.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, l := range s.listeners {
+		l.closeLocked()
+	}
+	for _, t := range s.conns {
+		t.abort(errStackClosed, true, "stack closed")
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.unlockAndFlush()
+	var err error
+	if s.link != nil {
+		err = s.link.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+var errStackClosed = ErrStackClosed
+
+func (s *Stack) readLoop() {
+	defer s.wg.Done()
+	n := max(s.link.BatchSize(), 1)
+	bufs := make([][]byte, n)
+	sizes := make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65536)
+	}
+	for {
+		k, err := s.link.ReadPackets(bufs, sizes)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			s.cfg.Logf("utcp: link read: %v", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		for i := 0; i < k; i++ {
+			s.input(bufs[i][:sizes[i]])
+		}
+		s.endBatch()
+		s.unlockAndFlush()
+	}
+}
+
+// onTimer runs on the AfterFunc timer: fire everything due and re-arm.
+func (s *Stack) onTimer() {
+	s.mu.Lock()
+	s.timerArmed = false
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.fireDue(s.clock.Now())
+	s.rearm()
+	s.unlockAndFlush()
+}
+
+func (s *Stack) fireDue(now timers.Instant) {
+	for {
+		it, ok := s.tq.PopDue(now)
+		if !ok {
+			return
+		}
+		it.Value.fire(now)
+	}
+}
+
+// rearm points the one real timer at the earliest deadline.
+func (s *Stack) rearm() {
+	if s.timer == nil || s.closed {
+		return
+	}
+	next, ok := s.tq.Next()
+	if !ok {
+		return
+	}
+	if s.timerArmed && !next.Before(s.timerAt) {
+		return // armed earlier or at the same time already; it will re-arm when it fires
+	}
+	d := next.Sub(s.clock.Now())
+	if d < 0 {
+		d = 0
+	}
+	s.timer.Reset(d)
+	s.timerArmed = true
+	s.timerAt = next
+}
+
+// unlockAndFlush releases mu and writes queued packets to the link. One
+// goroutine at a time flushes, taking batches in the order they were
+// produced, so packets never overtake each other.
+func (s *Stack) unlockAndFlush() {
+	if s.cfg.Manual || s.flushing || len(s.outq) == 0 || s.link == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.flushing = true
+	for len(s.outq) > 0 {
+		batch := s.outq
+		s.outq = s.spare[:0]
+		s.mu.Unlock()
+		if _, err := s.link.WritePackets(batch); err != nil && !errors.Is(err, os.ErrClosed) {
+			s.cfg.Logf("utcp: link write: %v", err)
+		}
+		s.mu.Lock()
+		for i := range batch {
+			if len(s.free) < 4096 {
+				s.free = append(s.free, batch[i][:0])
+			}
+			batch[i] = nil
+		}
+		s.spare = batch[:0]
+	}
+	s.flushing = false
+	s.mu.Unlock()
+}
+
+// packetBuf returns an empty buffer able to hold one MTU-sized packet.
+func (s *Stack) packetBuf() []byte {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, s.bufSize)
+}
+
+// emit serializes a segment from this host and queues it for the link.
+func (s *Stack) emit(sg *seg.Segment) {
+	sg.Src = s.addr
+	b := sg.AppendTo(s.packetBuf())
+	s.outq = append(s.outq, b)
+	s.ctr.OutSegs++
+}
+
+// emitRaw queues an already built packet.
+func (s *Stack) emitRaw(b []byte) {
+	s.outq = append(s.outq, b)
+}
+
+// --- manual mode -------------------------------------------------------
+
+// Inject processes one packet as if read from the link (manual mode, or
+// tests). The packet is not retained.
+func (s *Stack) Inject(pkt []byte) {
+	s.mu.Lock()
+	s.input(pkt)
+	s.endBatch()
+	s.unlockAndFlush()
+}
+
+// Advance fires every timer due at the clock's current time (manual mode).
+func (s *Stack) Advance() {
+	s.mu.Lock()
+	s.fireDue(s.clock.Now())
+	s.unlockAndFlush()
+}
+
+// NextDeadline reports the earliest armed deadline (manual mode).
+func (s *Stack) NextDeadline() (timers.Instant, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tq.Next()
+}
+
+// TakeOutput returns the packets produced since the last call (manual
+// mode). The caller owns them.
+func (s *Stack) TakeOutput() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([][]byte, len(s.outq))
+	copy(out, s.outq)
+	s.outq = s.outq[:0]
+	return out
+}
+
+// Counters returns a snapshot of the counters.
+func (s *Stack) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.ctr
+	c.CurrEstab = uint64(s.gauges[Established] + s.gauges[CloseWait])
+	return c
+}
+
+// StateCounts returns how many connections are in each state now.
+func (s *Stack) StateCounts() map[State]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[State]int)
+	for st, n := range s.gauges {
+		if n != 0 {
+			m[State(st)] = n
+		}
+	}
+	if n := len(s.listeners); n > 0 {
+		m[Listen] = n
+	}
+	return m
+}
+
+// --- keys, ISNs, ports -----------------------------------------------
+
+// connKey identifies a connection by remote address, remote port and local
+// port (the local address is always the stack's).
+func connKey(raddr [4]byte, rport, lport uint16) uint64 {
+	return uint64(binary.BigEndian.Uint32(raddr[:]))<<32 | uint64(rport)<<16 | uint64(lport)
+}
+
+func keyParts(k uint64) (raddr netip.Addr, rport, lport uint16) {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], uint32(k>>32))
+	return netip.AddrFrom4(a), uint16(k >> 16), uint16(k)
+}
+
+// isn picks an initial sequence number per RFC 6528 §3: a keyed hash of
+// the 4-tuple plus a clock ticking every 4 microseconds, so ISNs of one
+// 4-tuple keep increasing while other 4-tuples' ISNs are unguessable.
+func (s *Stack) isn(key uint64, now timers.Instant) seg.Seq {
+	var in [40]byte
+	copy(in[:32], s.isnKey[:])
+	binary.BigEndian.PutUint64(in[32:], key)
+	h := sha256.Sum256(in[:])
+	f := binary.BigEndian.Uint32(h[:4])
+	m := uint32(int64(now) / 4000)
+	return seg.Seq(f + m)
+}
