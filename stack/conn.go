@@ -313,8 +313,14 @@ func (c *Conn) Info() ConnInfo {
 // Dial opens a connection to raddr (RFC 9293 §3.10.1 active OPEN) and waits
 // for the handshake, until ctx is done.
 func (s *Stack) Dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
+	return s.DialFrom(ctx, 0, raddr)
+}
+
+// DialFrom is Dial from a chosen local port (0 picks an ephemeral one),
+// like bind() before connect(); it makes simultaneous open possible.
+func (s *Stack) DialFrom(ctx context.Context, lport uint16, raddr netip.AddrPort) (*Conn, error) {
 	s.mu.Lock()
-	t, err := s.connect(raddr)
+	t, err := s.connect(lport, raddr)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(raddr), Err: err}
@@ -361,7 +367,7 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 }
 
 // connect creates a SYN_SENT connection and sends the SYN.
-func (s *Stack) connect(raddr netip.AddrPort) (*tcb, error) {
+func (s *Stack) connect(lport uint16, raddr netip.AddrPort) (*tcb, error) {
 	if s.closed {
 		return nil, net.ErrClosed
 	}
@@ -370,9 +376,14 @@ func (s *Stack) connect(raddr netip.AddrPort) (*tcb, error) {
 	}
 	now := s.clock.Now()
 	ra := raddr.Addr().As4()
-	lport, reuse, err := s.pickPort(ra, raddr.Port(), now)
-	if err != nil {
-		return nil, err
+	var reuse *twEntry
+	if lport == 0 {
+		var err error
+		if lport, reuse, err = s.pickPort(ra, raddr.Port(), now); err != nil {
+			return nil, err
+		}
+	} else if k := connKey(ra, raddr.Port(), lport); s.conns[k] != nil || s.tw[k] != nil {
+		return nil, syscall.EADDRINUSE
 	}
 	key := connKey(ra, raddr.Port(), lport)
 	t := s.newTCB(key, raddr, lport, now)

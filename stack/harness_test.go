@@ -57,6 +57,7 @@ func newPair(t *testing.T, o pairOpts) *pair {
 		linkA = tuntest.NewLossy(la, fa)
 		linkB = tuntest.NewLossy(lb, fb)
 	}
+	linkA, linkB = &logLink{Link: linkA, name: "A"}, &logLink{Link: linkB, name: "B"}
 	p := &pair{}
 	ca := Config{Link: linkA, Addr: addrA, Seed: 1, Trace: p.trace}
 	cb := Config{Link: linkB, Addr: addrB, Seed: 2, Trace: p.trace}

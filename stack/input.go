@@ -471,7 +471,7 @@ func (t *tcb) processText(sg *seg.Segment) {
 		// Linux: data for a socket the application has closed cannot be
 		// delivered; the connection is reset (TCPAbortOnData).
 		s.ctr.TCPAbortOnData++
-		t.sendRST(t.sndNxt)
+		t.sendRST(t.sndMax)
 		t.err = syscall.ECONNRESET
 		t.remove("rcv data after close()")
 		return

@@ -90,8 +90,12 @@ func (t *tcb) ackSent() {
 	}
 }
 
+// sendAck sends a pure ACK. Its sequence number is SND.MAX, not SND.NXT:
+// after a timeout SND.NXT rolls back to SND.UNA, and a pure ACK carrying
+// that old number would fail the peer's acceptability test (RFC 9293
+// §3.10.7.4) and its acknowledgment would be lost (BSD does the same).
 func (t *tcb) sendAck() {
-	sg := t.header(seg.ACK, t.sndNxt)
+	sg := t.header(seg.ACK, t.sndMax)
 	t.s.emit(&sg)
 	t.ackSent()
 }
@@ -260,7 +264,7 @@ func (t *tcb) onPersistTimer() {
 		t.fail(syscall.ETIMEDOUT, "timer persist", nil)
 		return
 	}
-	sg := t.header(seg.ACK, t.sndUna-1)
+	sg := t.header(seg.ACK, t.sndUna-1) // keepalive-style probe
 	t.s.emit(&sg)
 	t.s.ctr.TCPWinProbe++
 	t.probes++

@@ -239,7 +239,7 @@ func (t *tcb) abort(err error, sendRST bool, cause string) {
 		return
 	}
 	if sendRST && t.state != SynSent && t.state != Listen {
-		t.sendRST(t.sndNxt)
+		t.sendRST(t.sndMax)
 	}
 	if t.state == SynSent || t.state == SynReceived {
 		t.s.ctr.AttemptFails++

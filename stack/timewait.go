@@ -28,7 +28,7 @@ func (s *Stack) addTimeWait(t *tcb) {
 	now := s.clock.Now()
 	e := &twEntry{
 		key:      t.key,
-		sndNxt:   t.sndNxt,
+		sndNxt:   t.sndMax,
 		rcvNxt:   t.rcvNxt,
 		tsRecent: t.tsRecent,
 		tsOffset: t.tsOffset,
