@@ -382,8 +382,17 @@ func (s *Stack) connect(lport uint16, raddr netip.AddrPort) (*tcb, error) {
 		if lport, reuse, err = s.pickPort(ra, raddr.Port(), now); err != nil {
 			return nil, err
 		}
-	} else if k := connKey(ra, raddr.Port(), lport); s.conns[k] != nil || s.tw[k] != nil {
-		return nil, syscall.EADDRINUSE
+	} else {
+		k := connKey(ra, raddr.Port(), lport)
+		if s.conns[k] != nil {
+			return nil, syscall.EADDRINUSE
+		}
+		if e := s.tw[k]; e != nil {
+			if !s.twReusable(e, now) {
+				return nil, syscall.EADDRINUSE
+			}
+			reuse = e
+		}
 	}
 	key := connKey(ra, raddr.Port(), lport)
 	t := s.newTCB(key, raddr, lport, now)
@@ -425,9 +434,7 @@ func (s *Stack) pickPort(ra [4]byte, rport uint16, now timers.Instant) (uint16, 
 			continue
 		}
 		if e := s.tw[k]; e != nil {
-			// tcp_tw_reuse: only for outgoing connections, only with
-			// timestamps, only when the entry is over a second old.
-			if s.cfg.TWReuse && e.tsOK && now.Sub(e.created) > time.Second {
+			if s.twReusable(e, now) {
 				return p, e, nil
 			}
 			continue
@@ -435,4 +442,11 @@ func (s *Stack) pickPort(ra [4]byte, rport uint16, now timers.Instant) (uint16, 
 		return p, nil, nil
 	}
 	return 0, nil, syscall.EADDRNOTAVAIL
+}
+
+// twReusable is tcp_tw_reuse's test: only for outgoing connections, only
+// when the old connection used timestamps (so PAWS protects the new one
+// from its old segments), and only when the entry is over a second old.
+func (s *Stack) twReusable(e *twEntry, now timers.Instant) bool {
+	return s.cfg.TWReuse && e.tsOK && now.Sub(e.created) > time.Second
 }
