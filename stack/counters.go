@@ -20,28 +20,37 @@ type Counters struct {
 	InCsumErrors uint64 `mib:"Tcp"`
 
 	// TcpExt.
-	ListenOverflows     uint64 `mib:"TcpExt"`
-	ListenDrops         uint64 `mib:"TcpExt"`
-	TW                  uint64 `mib:"TcpExt"` // TIME_WAIT entries that ended on their timer
-	TWRecycled          uint64 `mib:"TcpExt"`
-	TCPTimeWaitOverflow uint64 `mib:"TcpExt"`
-	TCPAbortOnClose     uint64 `mib:"TcpExt"`
-	TCPAbortOnData      uint64 `mib:"TcpExt"`
-	TCPAbortOnTimeout   uint64 `mib:"TcpExt"`
-	TCPAbortOnLinger    uint64 `mib:"TcpExt"`
-	TCPTimeouts         uint64 `mib:"TcpExt"`
-	TCPSynRetrans       uint64 `mib:"TcpExt"`
-	TCPChallengeACK     uint64 `mib:"TcpExt"`
-	TCPSYNChallenge     uint64 `mib:"TcpExt"`
-	TCPOFOQueue         uint64 `mib:"TcpExt"`
-	TCPOFODrop          uint64 `mib:"TcpExt"`
-	TCPWinProbe         uint64 `mib:"TcpExt"`
-	DelayedACKs         uint64 `mib:"TcpExt"`
-	DelayedACKLost      uint64 `mib:"TcpExt"`
-	TCPFastRetrans      uint64 `mib:"TcpExt"`
-	TCPFINWait2Timeout  uint64 `mib:"TcpExt"` // Linux calls it TCPTimeWaitOverflow's cousin: orphaned FIN_WAIT2 ended by tcp_fin_timeout
-	TCPReqQFullDrop     uint64 `mib:"TcpExt"`
-	EmbryonicRsts       uint64 `mib:"TcpExt"`
+	ListenOverflows      uint64 `mib:"TcpExt"`
+	ListenDrops          uint64 `mib:"TcpExt"`
+	TW                   uint64 `mib:"TcpExt"` // TIME_WAIT entries that ended on their timer
+	TWRecycled           uint64 `mib:"TcpExt"`
+	TCPTimeWaitOverflow  uint64 `mib:"TcpExt"`
+	TCPAbortOnClose      uint64 `mib:"TcpExt"`
+	TCPAbortOnData       uint64 `mib:"TcpExt"`
+	TCPAbortOnTimeout    uint64 `mib:"TcpExt"`
+	TCPAbortOnLinger     uint64 `mib:"TcpExt"`
+	TCPTimeouts          uint64 `mib:"TcpExt"`
+	TCPSynRetrans        uint64 `mib:"TcpExt"`
+	TCPChallengeACK      uint64 `mib:"TcpExt"`
+	TCPSYNChallenge      uint64 `mib:"TcpExt"`
+	TCPOFOQueue          uint64 `mib:"TcpExt"`
+	TCPOFODrop           uint64 `mib:"TcpExt"`
+	TCPWinProbe          uint64 `mib:"TcpExt"`
+	DelayedACKs          uint64 `mib:"TcpExt"`
+	DelayedACKLost       uint64 `mib:"TcpExt"`
+	TCPFastRetrans       uint64 `mib:"TcpExt"`
+	TCPSlowStartRetrans  uint64 `mib:"TcpExt"`
+	TCPSackRecovery      uint64 `mib:"TcpExt"`
+	TCPRenoRecovery      uint64 `mib:"TcpExt"`
+	TCPDSACKRecv         uint64 `mib:"TcpExt"`
+	TCPDSACKOldSent      uint64 `mib:"TcpExt"`
+	PAWSEstab            uint64 `mib:"TcpExt"`
+	TCPToZeroWindowAdv   uint64 `mib:"TcpExt"`
+	TCPFromZeroWindowAdv uint64 `mib:"TcpExt"`
+	TCPKeepAlive         uint64 `mib:"TcpExt"`
+	TCPFINWait2Timeout   uint64 `mib:"TcpExt"` // Linux calls it TCPTimeWaitOverflow's cousin: orphaned FIN_WAIT2 ended by tcp_fin_timeout
+	TCPReqQFullDrop      uint64 `mib:"TcpExt"`
+	EmbryonicRsts        uint64 `mib:"TcpExt"`
 
 	// Ip and Icmp, the parts a TCP host needs.
 	InReceives      uint64 `mib:"Ip"`

@@ -81,6 +81,7 @@ func (t *tcb) takeSynOptions(sg *seg.Segment) {
 		// Scaling is used only if both sides offered it (RFC 7323 §1.3).
 		t.sndShift, t.rcvShift = 0, 0
 	}
+	t.sackOK = o.SACKPermitted && !t.s.cfg.NoSACK
 	if o.HasTS {
 		t.tsOK = true
 		t.tsRecent = o.TSVal
@@ -207,10 +208,12 @@ func (t *tcb) arrives(sg *seg.Segment) {
 			t.sendSynAck()
 			return
 		}
-		if len(sg.Payload) > 0 && sg.Seq.Add(uint32(len(sg.Payload))).LessEq(t.rcvNxt) {
+		if end := sg.Seq.Add(uint32(len(sg.Payload))); len(sg.Payload) > 0 && end.LessEq(t.rcvNxt) {
 			// Data we had already acknowledged came again: our ACK was
-			// lost or late (Linux's TCPDelayAckLost shows this).
+			// lost or late (Linux's TCPDelayAckLost shows this). Tell
+			// the sender with a D-SACK (RFC 2883 §4.1.1).
 			s.ctr.DelayedACKLost++
+			t.noteDuplicate(sg.Seq, end)
 		}
 		t.sendAck()
 		return
@@ -218,6 +221,7 @@ func (t *tcb) arrives(sg *seg.Segment) {
 	// RFC 7323 §5.3 PAWS: a segment whose timestamp is older than
 	// TS.Recent is a duplicate from an earlier incarnation.
 	if t.tsOK && sg.Opts.HasTS && !f.Has(seg.RST) && int32(sg.Opts.TSVal-t.tsRecent) < 0 && t.state != SynReceived {
+		s.ctr.PAWSEstab++
 		t.sendAck()
 		return
 	}
@@ -374,11 +378,16 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 		return false
 	}
 	oldWnd := t.sndWnd
+	var fresh uint32
+	if t.sackOK && sg.Opts.NumSACK > 0 {
+		fresh = t.takeSACK(sg)
+	}
 	if ack.GreaterThan(t.sndUna) {
 		t.newAck(sg)
-	} else if ack == t.sndUna && len(sg.Payload) == 0 && !sg.Flags.Has(seg.FIN) &&
-		t.sndMax != t.sndUna && uint32(sg.Window)<<t.sndShift == oldWnd {
-		// A duplicate ACK in the sense of RFC 5681 §2.
+	} else if ack == t.sndUna && t.sndMax != t.sndUna && (fresh > 0 ||
+		(len(sg.Payload) == 0 && !sg.Flags.Has(seg.FIN) && uint32(sg.Window)<<t.sndShift == oldWnd)) {
+		// A duplicate ACK in the sense of RFC 5681 §2, or one that
+		// SACKs new data (RFC 6675 §2).
 		t.dupAck()
 	}
 	// Window update (RFC 9293 §3.10.7.4: only from a segment newer than
@@ -410,6 +419,7 @@ func (t *tcb) newAck(sg *seg.Segment) {
 		}
 	}
 	t.sndUna = ack
+	t.sb.ackedTo(ack)
 	if t.sndNxt.LessThan(ack) {
 		t.sndNxt = ack
 	}
@@ -458,6 +468,7 @@ func (t *tcb) processText(sg *seg.Segment) {
 		if int(d) > len(payload) {
 			return // only an old FIN
 		}
+		t.noteDuplicate(seq, t.rcvNxt)
 		payload = payload[d:]
 		seq = t.rcvNxt
 	}
@@ -549,9 +560,11 @@ func (t *tcb) queueOOO(seq seg.Seq, data []byte, fin bool) {
 	}
 	// Drop what an existing segment already covers (exact or contained
 	// duplicates); partial overlaps are kept and trimmed on delivery.
+	t.lastOOO = seq
 	for j := max(i-1, 0); j < len(t.ooo) && t.ooo[j].seq.LessEq(seq); j++ {
 		o := t.ooo[j]
 		if o.seq.Add(uint32(len(o.data))).GreaterEq(end) && (!fin || o.fin) {
+			t.noteDuplicate(seq, end)
 			return
 		}
 	}

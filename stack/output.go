@@ -78,6 +78,9 @@ func (t *tcb) header(flags seg.Flags, seq seg.Seq) seg.Segment {
 		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
 		sg.Opts.TSEcr = t.tsRecent
 	}
+	if t.sackOK && flags&(seg.ACK|seg.SYN|seg.RST) == seg.ACK && (t.dsackPending || len(t.ooo) > 0) {
+		t.appendSACK(&sg.Opts)
+	}
 	return sg
 }
 
@@ -85,6 +88,7 @@ func (t *tcb) header(flags seg.Flags, seq seg.Seq) seg.Segment {
 func (t *tcb) ackSent() {
 	t.ackNow = false
 	t.unackedSegs = 0
+	t.dsackPending = false
 	if t.timers.Armed(timers.DelayedACK) {
 		t.stop(timers.DelayedACK)
 	}
@@ -108,13 +112,14 @@ func (t *tcb) sendRST(seq seg.Seq) {
 
 // synOptions adds what our SYN or SYN-ACK offers: MSS always; window
 // scaling and timestamps on an active open, or when the peer offered them.
-func (t *tcb) synOptions(sg *seg.Segment, offerWS, offerTS bool) {
+func (t *tcb) synOptions(sg *seg.Segment, offerWS, offerTS, offerSACK bool) {
 	sg.Opts.HasMSS = true
 	sg.Opts.MSS = uint16(min(t.s.mtu-40, 0xffff))
 	if offerWS {
 		sg.Opts.HasWScale = true
 		sg.Opts.WScale = t.rcvShift
 	}
+	sg.Opts.SACKPermitted = offerSACK
 	if offerTS {
 		sg.Opts.HasTS = true
 		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
@@ -129,7 +134,7 @@ func (t *tcb) sendSYN() {
 	t.tsOK = false
 	sg := t.header(seg.SYN, t.iss)
 	t.tsOK = tsOK
-	t.synOptions(&sg, true, true)
+	t.synOptions(&sg, true, true, !t.s.cfg.NoSACK)
 	t.s.emit(&sg)
 	if t.retries == 0 {
 		t.rtt.Start(uint32(t.iss), t.s.clock.Now())
@@ -138,7 +143,7 @@ func (t *tcb) sendSYN() {
 
 func (t *tcb) sendSynAck() {
 	sg := t.header(seg.SYN|seg.ACK, t.iss)
-	t.synOptions(&sg, t.wsOK, t.tsOK)
+	t.synOptions(&sg, t.wsOK, t.tsOK, t.sackOK)
 	t.s.emit(&sg)
 	t.ackSent()
 	if t.retries == 0 {
@@ -146,11 +151,20 @@ func (t *tcb) sendSynAck() {
 	}
 }
 
-// sendDataAt sends n bytes of the send buffer starting at seq, with FIN
-// when fin is set.
-func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) {
+// sendDataAt sends up to n bytes of the send buffer starting at seq, with
+// FIN when fin is set and all n bytes fit. SACK blocks make the header
+// longer, so the payload shrinks to keep the packet within the MTU (as
+// Linux's tcp_current_mss does). It returns the bytes sent and whether
+// the FIN went with them.
+func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	s := t.s
 	off := int(seq.Sub(t.sndStart))
+	flags := seg.ACK
+	sg := t.header(flags, seq)
+	if room := s.mtu - sg.HeaderLen(); n > room {
+		n = room
+		fin = false
+	}
 	var payload []byte
 	if n > 0 {
 		if b, ok := t.snd.peek(off, n); ok {
@@ -160,24 +174,31 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) {
 			t.snd.copyAt(payload, off)
 		}
 	}
-	flags := seg.ACK
 	if n > 0 && off+n == t.snd.Len() {
-		flags |= seg.PSH
+		sg.Flags |= seg.PSH
 	}
 	if fin {
-		flags |= seg.FIN
+		sg.Flags |= seg.FIN
 	}
-	sg := t.header(flags, seq)
 	sg.Payload = payload
+	now := s.clock.Now()
 	if seq.LessThan(t.sndMax) {
 		s.ctr.RetransSegs++
+		if t.rtoRecovery {
+			s.ctr.TCPSlowStartRetrans++
+		}
 		t.totalRetx++
 		t.rtt.Retransmitted()
+		if end := seq.Add(uint32(n)); end.GreaterThan(t.sb.highRxt) {
+			t.sb.highRxt = end
+		}
 	} else {
-		t.rtt.Start(uint32(seq), s.clock.Now())
+		t.rtt.Start(uint32(seq), now)
 	}
+	t.lastSend = now
 	s.emit(&sg)
 	t.ackSent()
+	return n, fin
 }
 
 // output sends what the windows allow (RFC 9293 §3.8.6, RFC 5681): new
@@ -188,17 +209,50 @@ func (t *tcb) output() {
 	default:
 		return
 	}
+	if t.sndUna == t.sndMax && t.snd.Len() > 0 && t.lastSend != 0 && !t.inRecovery {
+		// RFC 5681 §4.1 (Linux's tcp_slow_start_after_idle): after an
+		// idle period longer than the RTO, restart from the initial
+		// window, since the path may have changed.
+		if now := t.s.clock.Now(); now.Sub(t.lastSend) > t.rto.Current() {
+			t.cwnd = min(t.cwnd, uint32(initialWindow*t.mss))
+		}
+	}
 	for {
+		sackRecovery := t.inRecovery && t.sackOK
+		cwndAvail := int(t.cwnd) - int(t.sndNxt.Sub(t.sndUna))
+		if sackRecovery {
+			// RFC 6675 §5: while cwnd - pipe >= 1 SMSS, send NextSeg:
+			// first a lost segment, else new data.
+			cwndAvail = int(t.cwnd) - t.pipe()
+			if cwndAvail < t.mss {
+				break
+			}
+			if seq, n, ok := t.nextLost(); ok {
+				t.sendDataAt(seq, n, false)
+				continue
+			}
+		}
+		if t.sackOK && t.sndNxt.LessThan(t.sndMax) {
+			// Resending after a timeout: skip what the peer SACKed.
+			if end, in := t.sb.sackedAt(t.sndNxt); in {
+				t.sndNxt = end
+				continue
+			}
+		}
 		off := int(t.sndNxt.Sub(t.sndStart))
 		unsent := t.snd.Len() - off
 		if unsent > 0 {
 			inflight := int(t.sndNxt.Sub(t.sndUna))
-			wnd := min(t.sndWnd, t.cwnd)
-			usable := int(int64(wnd) - int64(inflight))
+			usable := min(int(int64(t.sndWnd)-int64(inflight)), cwndAvail)
 			if usable <= 0 {
 				break
 			}
 			n := min(unsent, usable, t.mss)
+			if t.sackOK && t.sndNxt.LessThan(t.sndMax) {
+				if next, ok := t.sb.nextStart(t.sndNxt); ok {
+					n = min(n, int(next.Sub(t.sndNxt)))
+				}
+			}
 			if n < t.mss {
 				allFits := unsent <= usable
 				// Sender silly-window avoidance (RFC 9293 §3.8.6.2.1):
@@ -213,8 +267,7 @@ func (t *tcb) output() {
 					break
 				}
 			}
-			fin := t.finQueued && n == unsent
-			t.sendDataAt(t.sndNxt, n, fin)
+			n, fin := t.sendDataAt(t.sndNxt, n, t.finQueued && n == unsent)
 			t.sndNxt = t.sndNxt.Add(uint32(n))
 			if fin {
 				t.sndNxt = t.sndNxt.Add(1)
@@ -301,12 +354,20 @@ func (t *tcb) onRetransmitTimer() {
 	t.retries++
 	s.ctr.TCPTimeouts++
 	t.rto.Backoff()
-	flight := uint32(t.sndMax.Sub(t.sndUna))
-	t.ssthresh = max(flight/2, uint32(2*t.mss))
+	if t.retries == 1 || !t.rtoRecovery {
+		t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+	}
 	t.cwnd = uint32(t.mss)
 	t.inRecovery = false
+	t.rtoRecovery = true
 	t.dupAcks = 0
 	t.recover = t.sndMax
+	t.sb.highRxt = t.sndUna
+	if t.retries >= 2 {
+		// RFC 2018 §8: the receiver may have reneged on what it
+		// SACKed; after repeated timeouts stop trusting the scoreboard.
+		t.sb.reset()
+	}
 	t.rtt.Retransmitted()
 	t.sndNxt = t.sndUna
 	t.output()
@@ -337,82 +398,4 @@ func (t *tcb) onSynAckTimer() {
 	t.totalRetx++
 	t.sendSynAck()
 	t.arm(timers.SynAck, t.rto.Current())
-}
-
-// --- congestion control (RFC 5681, RFC 6582) ---------------------------
-
-// initCongestion sets the initial window of RFC 6928 (ten segments) and
-// an unbounded slow-start threshold.
-func (t *tcb) initCongestion() {
-	t.cwnd = uint32(10 * t.mss)
-	t.ssthresh = 1 << 30
-	t.recover = t.sndUna
-}
-
-func (t *tcb) ackCongestion(acked uint32, ack seg.Seq) {
-	mss := uint32(t.mss)
-	if t.inRecovery {
-		if ack.GreaterEq(t.recover) {
-			// Full acknowledgment (RFC 6582 §3.2 step 3): deflate.
-			flight := uint32(t.sndMax.Sub(t.sndUna))
-			t.cwnd = min(t.ssthresh, max(flight, mss)+mss)
-			t.inRecovery = false
-			t.dupAcks = 0
-			return
-		}
-		// Partial acknowledgment (step 4): resend the next hole,
-		// deflate by what was acked, add back one segment.
-		t.retransmitHead()
-		if acked >= t.cwnd {
-			t.cwnd = mss
-		} else {
-			t.cwnd -= acked
-		}
-		t.cwnd += mss
-		return
-	}
-	t.dupAcks = 0
-	if t.cwnd < t.ssthresh {
-		// Slow start with appropriate byte counting, L = 2 (RFC 3465).
-		t.cwnd += min(acked, 2*mss)
-	} else {
-		// Congestion avoidance: about one segment per round trip.
-		t.cwnd += max(1, mss*mss/t.cwnd)
-	}
-	t.cwnd = min(t.cwnd, 1<<30)
-}
-
-func (t *tcb) dupAck() {
-	t.dupAcks++
-	mss := uint32(t.mss)
-	if t.inRecovery {
-		t.cwnd += mss // RFC 5681 §3.2 step 4: inflate
-		return
-	}
-	// RFC 6582 §3.2 step 1: enter recovery on the third duplicate, but
-	// only if SND.UNA is past the previous recovery point.
-	if t.dupAcks == 3 && t.sndUna.GreaterThan(t.recover-1) {
-		flight := uint32(t.sndMax.Sub(t.sndUna))
-		t.ssthresh = max(flight/2, 2*mss)
-		t.recover = t.sndMax
-		t.inRecovery = true
-		t.s.ctr.TCPFastRetrans++
-		t.retransmitHead()
-		t.cwnd = t.ssthresh + 3*mss
-	}
-}
-
-// retransmitHead resends the first unacknowledged segment.
-func (t *tcb) retransmitHead() {
-	off := int(t.sndUna.Sub(t.sndStart))
-	remain := t.snd.Len() - off
-	if remain < 0 {
-		return
-	}
-	n := min(remain, t.mss)
-	fin := t.finQueued && n == remain && t.sndMax.GreaterThan(t.sndStart.Add(uint32(t.snd.Len())))
-	if n == 0 && !fin {
-		return
-	}
-	t.sendDataAt(t.sndUna, n, fin)
 }

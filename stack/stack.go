@@ -41,6 +41,8 @@ type Config struct {
 	MaxOOOSegs    int           // out-of-order segments held per connection; default 256
 	DelayedACK    time.Duration // delayed-ACK timeout; default 40ms (Linux's minimum), negative disables delaying
 	NoDelay       bool          // default TCP_NODELAY for new connections (Nagle off)
+	NoSACK        bool          // do not offer or accept SACK (tcp_sack=0)
+	Congestion    string        // "cubic" (default, as Linux) or "reno"
 	RTO           timers.RTOConfig
 
 	// Seed, when non-zero, makes ISNs, ephemeral ports and timestamp
@@ -113,20 +115,21 @@ type Stack struct {
 	clock timers.Clock
 	mtu   int
 
-	mu        sync.Mutex
-	conns     map[uint64]*tcb
-	listeners map[uint16]*Listener
-	tw        map[uint64]*twEntry
-	tq        timers.Queue[timerTarget]
-	reasm     reassembler
-	ctr       Counters
-	gauges    [numStates]int
-	rng       *mrand.Rand
-	isnKey    [32]byte
-	rxSeg     seg.Segment // the segment being processed; reused to avoid allocation
-	ackList   []*tcb      // connections owing an ACK at the end of an input batch
-	scratch   []byte      // payload assembly when the send ring wraps
-	closed    bool
+	mu          sync.Mutex
+	conns       map[uint64]*tcb
+	listeners   map[uint16]*Listener
+	tw          map[uint64]*twEntry
+	tq          timers.Queue[timerTarget]
+	reasm       reassembler
+	ctr         Counters
+	gauges      [numStates]int
+	rng         *mrand.Rand
+	isnKey      [32]byte
+	rxSeg       seg.Segment // the segment being processed; reused to avoid allocation
+	ackList     []*tcb      // connections owing an ACK at the end of an input batch
+	scratch     []byte      // payload assembly when the send ring wraps
+	sackScratch []seqRange
+	closed      bool
 
 	// Output: packets produced under mu, written by one flusher at a time.
 	outq, spare [][]byte

@@ -66,12 +66,20 @@ type tcb struct {
 	probes    int // zero-window probes without the window opening
 	totalRetx int
 
-	// Congestion control (RFC 5681, RFC 6582 NewReno).
-	cwnd       uint32
-	ssthresh   uint32
-	dupAcks    int
-	recover    seg.Seq
-	inRecovery bool
+	// Congestion control (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK).
+	cc           congestionControl
+	cwnd         uint32
+	ssthresh     uint32
+	dupAcks      int
+	recover      seg.Seq
+	inRecovery   bool
+	rtoRecovery  bool // retransmitting after a timeout until SND.UNA passes recover
+	lastSend     timers.Instant
+	sackOK       bool
+	sb           scoreboard
+	dsack        seqRange
+	dsackPending bool
+	lastOOO      seg.Seq // start of the latest out-of-order arrival
 
 	// ACK policy.
 	ackQueued     bool // on Stack.ackList

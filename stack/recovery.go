@@ -1,0 +1,108 @@
+package stack
+
+import "utcp/seg"
+
+// initialWindow is RFC 6928's ten segments.
+const initialWindow = 10
+
+// initCongestion starts a connection's congestion state: IW10, an
+// unbounded ssthresh, and recover at the ISS (RFC 6582 §3.2 step 1).
+func (t *tcb) initCongestion() {
+	t.cwnd = uint32(initialWindow * t.mss)
+	t.ssthresh = 1 << 30
+	t.recover = t.iss
+	t.cc = newCongestion(t.s.cfg.Congestion)
+}
+
+// ackCongestion reacts to an ACK that advanced SND.UNA by acked bytes.
+func (t *tcb) ackCongestion(acked uint32, ack seg.Seq) {
+	mss := uint32(t.mss)
+	if t.rtoRecovery && ack.GreaterEq(t.recover) {
+		t.rtoRecovery = false
+	}
+	if t.inRecovery {
+		if ack.GreaterEq(t.recover) {
+			// Full acknowledgment: leave recovery at ssthresh (RFC
+			// 6582 §3.2 step 3; RFC 6675 §5).
+			flight := uint32(t.sndMax.Sub(t.sndUna))
+			t.cwnd = min(t.ssthresh, max(flight, mss)+mss)
+			if t.sackOK {
+				t.cwnd = max(t.ssthresh, 2*mss)
+			}
+			t.inRecovery = false
+			t.dupAcks = 0
+			return
+		}
+		if !t.sackOK {
+			// NewReno partial acknowledgment (RFC 6582 §3.2 step 4):
+			// resend the next hole, deflate by what was acked, add back
+			// one segment.
+			t.retransmitHead()
+			if acked >= t.cwnd {
+				t.cwnd = mss
+			} else {
+				t.cwnd -= acked
+			}
+			t.cwnd += mss
+		}
+		return
+	}
+	t.dupAcks = 0
+	t.cc.onAck(t, acked, t.s.clock.Now())
+	t.cwnd = min(t.cwnd, 1<<30)
+}
+
+// dupAck counts a duplicate ACK (RFC 5681 §2; with SACK, an ACK that SACKs
+// new data, RFC 6675 §2) and enters loss recovery on the third, or as soon
+// as the scoreboard says SND.UNA is lost (RFC 6675 §5 IsLost).
+func (t *tcb) dupAck() {
+	t.dupAcks++
+	mss := uint32(t.mss)
+	if t.inRecovery {
+		if !t.sackOK {
+			t.cwnd += mss // RFC 5681 §3.2 step 4: inflate
+		}
+		return
+	}
+	trigger := t.dupAcks >= 3 || (t.sackOK && t.sb.isLost(t.sndUna, t.mss))
+	// RFC 6582 §3.2 step 1: not again for losses from before the last
+	// recovery or timeout.
+	if !trigger || !t.sndUna.GreaterThan(t.recover) {
+		return
+	}
+	s := t.s
+	t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+	t.recover = t.sndMax
+	t.inRecovery = true
+	s.ctr.TCPFastRetrans++
+	if t.sackOK {
+		s.ctr.TCPSackRecovery++
+		t.cwnd = t.ssthresh
+		t.sb.highRxt = t.sndUna
+		t.retransmitHead()
+	} else {
+		s.ctr.TCPRenoRecovery++
+		t.retransmitHead()
+		t.cwnd = t.ssthresh + 3*mss
+	}
+}
+
+// retransmitHead resends the first unacknowledged segment.
+func (t *tcb) retransmitHead() {
+	off := int(t.sndUna.Sub(t.sndStart))
+	remain := t.snd.Len() - off
+	if remain < 0 {
+		return
+	}
+	n := min(remain, t.mss)
+	if t.sackOK {
+		if next, ok := t.sb.nextStart(t.sndUna); ok {
+			n = min(n, int(next.Sub(t.sndUna)))
+		}
+	}
+	fin := t.finQueued && n == remain && t.sndMax.GreaterThan(t.sndStart.Add(uint32(t.snd.Len())))
+	if n == 0 && !fin {
+		return
+	}
+	t.sendDataAt(t.sndUna, n, fin)
+}

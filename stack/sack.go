@@ -1,0 +1,277 @@
+package stack
+
+import "utcp/seg"
+
+// SACK (RFC 2018) on both sides.
+//
+// Sender: the scoreboard keeps the SACKed ranges above SND.UNA, sorted and
+// disjoint, at most maxSACKRanges of them (a peer cannot make it grow
+// without bound; losing a range only costs an unneeded retransmission).
+// Loss recovery follows RFC 6675: IsLost, SetPipe and NextSeg.
+//
+// Receiver: ACKs carry blocks describing the out-of-order queue, the
+// block holding the most recent arrival first (RFC 2018 §4), preceded by a
+// D-SACK block when a duplicate arrived (RFC 2883 §4).
+
+const maxSACKRanges = 32
+
+type seqRange struct{ start, end seg.Seq }
+
+func (r seqRange) len() uint32 { return uint32(r.end.Sub(r.start)) }
+
+type scoreboard struct {
+	r       []seqRange
+	sacked  uint32  // bytes in r
+	highRxt seg.Seq // RFC 6675 HighRxt: highest sequence retransmitted in this recovery
+}
+
+func (sb *scoreboard) reset() {
+	sb.r = sb.r[:0]
+	sb.sacked = 0
+}
+
+// add records [start, end) as SACKed, merging with neighbours. It reports
+// how many bytes were newly SACKed.
+func (sb *scoreboard) add(start, end seg.Seq) uint32 {
+	if !start.LessThan(end) {
+		return 0
+	}
+	before := sb.sacked
+	// Find the first range that ends at or after start.
+	i := 0
+	for i < len(sb.r) && sb.r[i].end.LessThan(start) {
+		i++
+	}
+	j := i
+	for j < len(sb.r) && sb.r[j].start.LessEq(end) {
+		start = seg.MinSeq(start, sb.r[j].start)
+		end = seg.MaxSeq(end, sb.r[j].end)
+		sb.sacked -= sb.r[j].len()
+		j++
+	}
+	nr := seqRange{start, end}
+	switch {
+	case j > i:
+		sb.r[i] = nr
+		sb.r = append(sb.r[:i+1], sb.r[j:]...)
+	default:
+		if len(sb.r) >= maxSACKRanges {
+			if i == len(sb.r) {
+				return 0 // above everything we track: ignore
+			}
+			last := sb.r[len(sb.r)-1]
+			sb.sacked -= last.len()
+			sb.r = sb.r[:len(sb.r)-1]
+		}
+		sb.r = append(sb.r, seqRange{})
+		copy(sb.r[i+1:], sb.r[i:])
+		sb.r[i] = nr
+	}
+	sb.sacked += nr.len()
+	if sb.sacked > before {
+		return sb.sacked - before
+	}
+	return 0
+}
+
+// ackedTo drops what the cumulative ACK now covers.
+func (sb *scoreboard) ackedTo(una seg.Seq) {
+	n := 0
+	for n < len(sb.r) && sb.r[n].end.LessEq(una) {
+		sb.sacked -= sb.r[n].len()
+		n++
+	}
+	if n > 0 {
+		sb.r = append(sb.r[:0], sb.r[n:]...)
+	}
+	if len(sb.r) > 0 && sb.r[0].start.LessThan(una) {
+		sb.sacked -= uint32(una.Sub(sb.r[0].start))
+		sb.r[0].start = una
+	}
+}
+
+// sackedAt returns the end of the SACKed range holding seq.
+func (sb *scoreboard) sackedAt(seq seg.Seq) (seg.Seq, bool) {
+	for _, r := range sb.r {
+		if seq.LessThan(r.start) {
+			return 0, false
+		}
+		if seq.LessThan(r.end) {
+			return r.end, true
+		}
+	}
+	return 0, false
+}
+
+// nextStart returns the start of the first SACKed range above seq.
+func (sb *scoreboard) nextStart(seq seg.Seq) (seg.Seq, bool) {
+	for _, r := range sb.r {
+		if seq.LessThan(r.start) {
+			return r.start, true
+		}
+	}
+	return 0, false
+}
+
+// isLost is RFC 6675 §4 IsLost with DupThresh 3: more than two segments'
+// worth of bytes, or three discontiguous ranges, SACKed above seq.
+func (sb *scoreboard) isLost(seq seg.Seq, mss int) bool {
+	var above uint32
+	ranges := 0
+	for k := len(sb.r) - 1; k >= 0; k-- {
+		r := sb.r[k]
+		if r.end.LessEq(seq) {
+			break
+		}
+		ranges++
+		if r.start.LessThan(seq) {
+			above += uint32(r.end.Sub(seq))
+		} else {
+			above += r.len()
+		}
+	}
+	return above > uint32(2*mss) || ranges >= 3
+}
+
+// pipe is RFC 6675 §4 SetPipe: bytes believed in the network, counting
+// each unSACKed byte once unless lost, and once more if retransmitted.
+func (t *tcb) pipe() int {
+	sb := &t.sb
+	pipe := 0
+	s := t.sndUna
+	above := sb.sacked
+	rangesAbove := len(sb.r)
+	for _, r := range sb.r {
+		pipe += sb.holePipe(s, r.start, above, rangesAbove, t.mss)
+		above -= r.len()
+		rangesAbove--
+		s = r.end
+	}
+	if s.LessThan(t.sndMax) {
+		pipe += int(t.sndMax.Sub(s))
+	}
+	return pipe
+}
+
+func (sb *scoreboard) holePipe(a, b seg.Seq, above uint32, rangesAbove, mss int) int {
+	if !a.LessThan(b) {
+		return 0
+	}
+	lost := above > uint32(2*mss) || rangesAbove >= 3
+	if !lost {
+		return int(b.Sub(a))
+	}
+	// Lost bytes count only if retransmitted already.
+	if sb.highRxt.GreaterThan(a) {
+		return int(seg.MinSeq(b, sb.highRxt).Sub(a))
+	}
+	return 0
+}
+
+// nextLost is RFC 6675 §4 NextSeg rule 1: the first unSACKed, not yet
+// retransmitted sequence below the highest SACKed one that IsLost.
+func (t *tcb) nextLost() (seq seg.Seq, n int, ok bool) {
+	sb := &t.sb
+	if len(sb.r) == 0 {
+		return 0, 0, false
+	}
+	s := seg.MaxSeq(sb.highRxt, t.sndUna)
+	for {
+		if end, in := sb.sackedAt(s); in {
+			s = end
+			continue
+		}
+		break
+	}
+	next, has := sb.nextStart(s)
+	if !has || !sb.isLost(s, t.mss) {
+		return 0, 0, false
+	}
+	n = min(int(next.Sub(s)), t.mss)
+	return s, n, true
+}
+
+// takeSACK folds the peer's SACK blocks into the scoreboard and reports
+// how many bytes were newly SACKed. A first block below the cumulative
+// ACK, or inside the second block, is a D-SACK (RFC 2883 §4).
+func (t *tcb) takeSACK(sg *seg.Segment) uint32 {
+	o := &sg.Opts
+	var fresh uint32
+	for i := 0; i < o.NumSACK && i < len(o.SACK); i++ {
+		b := o.SACK[i]
+		if !b.Start.LessThan(b.End) {
+			continue
+		}
+		if i == 0 && (b.End.LessEq(sg.Ack) || (o.NumSACK > 1 && o.SACK[1].Start.LessEq(b.Start) && b.End.LessEq(o.SACK[1].End))) {
+			t.s.ctr.TCPDSACKRecv++
+			continue
+		}
+		// Only blocks inside what we sent are believable.
+		if b.End.GreaterThan(t.sndMax) || b.End.LessEq(sg.Ack) || b.End.LessEq(t.sndUna) {
+			continue
+		}
+		start := seg.MaxSeq(b.Start, seg.MaxSeq(sg.Ack, t.sndUna))
+		fresh += t.sb.add(start, b.End)
+	}
+	return fresh
+}
+
+// --- receiver side ------------------------------------------------------
+
+// appendSACK puts the D-SACK block (if any) and the out-of-order ranges
+// into an outgoing ACK's options, most recent first.
+func (t *tcb) appendSACK(o *seg.Options) {
+	n := 0
+	if t.dsackPending {
+		o.SACK[0] = seg.SACKBlock{Start: t.dsack.start, End: t.dsack.end}
+		n = 1
+	}
+	if len(t.ooo) > 0 {
+		// The range holding the latest arrival goes first.
+		ranges := t.oooRanges()
+		first := -1
+		for k, r := range ranges {
+			if t.lastOOO.GreaterEq(r.start) && t.lastOOO.LessThan(r.end) {
+				first = k
+				o.SACK[n] = seg.SACKBlock{Start: r.start, End: r.end}
+				n++
+				break
+			}
+		}
+		for k := len(ranges) - 1; k >= 0 && n < len(o.SACK); k-- {
+			if k == first {
+				continue
+			}
+			o.SACK[n] = seg.SACKBlock{Start: ranges[k].start, End: ranges[k].end}
+			n++
+		}
+	}
+	o.NumSACK = n
+}
+
+// oooRanges merges the out-of-order queue into at most four ranges
+// (the highest ones are dropped: the option has no room for them).
+func (t *tcb) oooRanges() []seqRange {
+	out := t.s.sackScratch[:0]
+	for _, q := range t.ooo {
+		end := q.seq.Add(uint32(len(q.data)))
+		if len(out) > 0 && q.seq.LessEq(out[len(out)-1].end) {
+			if end.GreaterThan(out[len(out)-1].end) {
+				out[len(out)-1].end = end
+			}
+			continue
+		}
+		out = append(out, seqRange{q.seq, end})
+	}
+	t.s.sackScratch = out
+	return out
+}
+
+// noteDuplicate records a duplicate arrival for the next ACK's D-SACK.
+func (t *tcb) noteDuplicate(start, end seg.Seq) {
+	if !t.sackOK || !start.LessThan(end) {
+		return
+	}
+	t.dsack = seqRange{start, end}
+	t.dsackPending = true
+}
