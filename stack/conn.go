@@ -114,7 +114,10 @@ func (t *tcb) windowUpdate() {
 		t.rcv.release()
 	}
 	cur := t.rcvWndNow()
-	free := uint32(t.rcv.Free())
+	// What we could advertise is bounded by the 16-bit window field and our
+	// scale (RFC 7323 §2.3): without that bound a buffer larger than the
+	// largest window makes every read send a useless window update.
+	free := min(uint32(t.rcv.Free()), uint32(0xffff)<<t.rcvShift)
 	if free >= 2*cur && free-cur >= uint32(t.mssOrDefault()) {
 		t.sendAck()
 	}

@@ -477,6 +477,11 @@ func (t *tcb) processText(sg *seg.Segment) {
 	if uint32(len(payload)) > wnd-uint32(seq.Sub(t.rcvNxt)) {
 		payload = payload[:wnd-uint32(seq.Sub(t.rcvNxt))]
 		fin = false
+		// Text beyond the window is not acceptable and is answered with
+		// an ACK at once (RFC 9293 §3.10.7.4, first step): this is how a
+		// sender probing our zero window learns it is still closed
+		// (§3.8.6.1), as Linux's tcp_data_queue "out_of_window" does.
+		t.queueAck(true)
 	}
 	if len(payload) > 0 && t.orphan {
 		// Linux: data for a socket the application has closed cannot be
