@@ -108,6 +108,11 @@ func (l *Listener) arrives(sg *seg.Segment, key uint64, isnOverride seg.Seq, reo
 	t.listener = l
 	t.irs = sg.Seq
 	t.rcvNxt = sg.Seq.Add(1)
+	// The advertised right edge starts at RCV.NXT: left at zero, a peer
+	// ISN in the upper half of the sequence space would make every edge
+	// compare below it, so rcvWndNow would report ~2^31 and advertise()
+	// would offer the largest window whatever the free buffer space.
+	t.rcvAdv = t.rcvNxt
 	t.takeSynOptions(sg)
 	if reopen {
 		t.iss = isnOverride
