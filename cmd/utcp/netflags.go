@@ -1,0 +1,276 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"utcp/stack"
+	"utcp/tun"
+	"utcp/tun/tuntest"
+)
+
+// netFlags are the flags serve and dial share: the TUN device, the
+// addresses, and the stack's knobs, named after the Linux sysctls they
+// mirror (net.ipv4.tcp_*), so an operator's habits carry over.
+type netFlags struct {
+	tun      string
+	hostAddr string
+	addr     string
+	mtu      int
+	control  string
+	pcap     string
+	trace    bool
+
+	msl          time.Duration
+	finTimeout   time.Duration
+	maxTWBuckets int
+	twReuse      bool
+	synRetries   int
+	synAckRetrs  int
+	retries2     int
+	sndbuf       int
+	rcvbuf       int
+	delayedACK   time.Duration
+	nodelay      bool
+}
+
+func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
+	fs.StringVar(&n.tun, "tun", tun.DefaultName, "name of the TUN device to create")
+	fs.StringVar(&n.hostAddr, "host-addr", "198.18.0.1/24", "host (kernel) side address of the TUN device, as CIDR")
+	fs.StringVar(&n.addr, "addr", "198.18.0.2", "IPv4 address the stack answers as")
+	fs.IntVar(&n.mtu, "mtu", tun.DefaultMTU, "MTU of the TUN device (68-65535)")
+	if withControl {
+		fs.StringVar(&n.control, "control", "", "control socket for utcp ss and utcp nstat (default /run/utcp/NAME.sock)")
+	}
+	fs.StringVar(&n.pcap, "pcap", "", "write every packet read from and written to the TUN to this pcap `file` (LINKTYPE_RAW)")
+	fs.BoolVar(&n.trace, "trace", false, "print every TCP state transition and its cause to stderr, one line each")
+
+	fs.DurationVar(&n.msl, "msl", 30*time.Second, "maximum segment lifetime; TIME_WAIT lasts 2*MSL")
+	fs.DurationVar(&n.finTimeout, "fin-timeout", 60*time.Second, "lifetime of an orphaned FIN_WAIT2 connection (tcp_fin_timeout)")
+	fs.IntVar(&n.maxTWBuckets, "max-tw-buckets", 262144, "most TIME_WAIT entries held at once (tcp_max_tw_buckets)")
+	fs.BoolVar(&n.twReuse, "tw-reuse", false, "let active opens reuse a TIME_WAIT 4-tuple older than 1 s when timestamps are on (tcp_tw_reuse)")
+	fs.IntVar(&n.synRetries, "syn-retries", 6, "SYN retransmissions before an active open fails (tcp_syn_retries)")
+	fs.IntVar(&n.synAckRetrs, "synack-retries", 5, "SYN-ACK retransmissions before a passive open is dropped (tcp_synack_retries)")
+	fs.IntVar(&n.retries2, "retries2", 15, "retransmission timeouts before an established connection fails with ETIMEDOUT (tcp_retries2)")
+	fs.IntVar(&n.sndbuf, "sndbuf", 1<<20, "send buffer per connection, bytes")
+	fs.IntVar(&n.rcvbuf, "rcvbuf", 1<<20, "receive buffer per connection, bytes")
+	fs.DurationVar(&n.delayedACK, "delayed-ack", 40*time.Millisecond, "delayed-ACK timeout; 0 acknowledges every segment at once")
+	fs.BoolVar(&n.nodelay, "nodelay", false, "turn Nagle's algorithm off on every connection (TCP_NODELAY)")
+}
+
+// netSetup is what check derives from the flags.
+type netSetup struct {
+	host netip.Prefix
+	addr netip.Addr
+}
+
+// check validates the flags before anything is created, so a bad value
+// costs one line and no device.
+func (n *netFlags) check() (netSetup, error) {
+	var ns netSetup
+	host, err := netip.ParsePrefix(n.hostAddr)
+	if err != nil || !host.Addr().Is4() {
+		return ns, failf("--host-addr %q: want an IPv4 address with a prefix length, like 198.18.0.1/24", n.hostAddr)
+	}
+	addr, err := netip.ParseAddr(n.addr)
+	if err != nil || !addr.Is4() {
+		return ns, failf("--addr %q: want an IPv4 address, like 198.18.0.2", n.addr)
+	}
+	if addr == host.Addr() {
+		return ns, failf("--addr %v is the host side's own address (--host-addr %v): pick another one in its subnet", addr, host)
+	}
+	if !host.Contains(addr) {
+		return ns, failf("--addr %v is outside --host-addr %v: the kernel would not route to it through the TUN", addr, host)
+	}
+	if n.mtu < 68 || n.mtu > 65535 {
+		return ns, failf("--mtu %d: a TUN device accepts 68 to 65535", n.mtu)
+	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{
+		{"max-tw-buckets", n.maxTWBuckets}, {"syn-retries", n.synRetries}, {"synack-retries", n.synAckRetrs},
+		{"retries2", n.retries2}, {"sndbuf", n.sndbuf}, {"rcvbuf", n.rcvbuf},
+	} {
+		if c.v <= 0 {
+			return ns, failf("--%s %d: must be positive", c.name, c.v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    time.Duration
+	}{{"msl", n.msl}, {"fin-timeout", n.finTimeout}} {
+		if c.v <= 0 {
+			return ns, failf("--%s %v: must be positive", c.name, c.v)
+		}
+	}
+	if n.delayedACK < 0 {
+		return ns, failf("--delayed-ack %v: must be zero (off) or positive", n.delayedACK)
+	}
+	ns.host, ns.addr = host, addr
+	return ns, nil
+}
+
+// netEnv is an open device, optional capture and running stack.
+type netEnv struct {
+	dev    *tun.Device
+	pcapF  *os.File
+	stack  *stack.Stack
+	tracer *tracer
+}
+
+// open creates the TUN device and the stack on it.
+func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
+	dev, err := tun.Open(tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu})
+	if err != nil {
+		return nil, tunError(n.tun, err)
+	}
+	env := &netEnv{dev: dev}
+	var link stack.Link = dev
+	if n.pcap != "" {
+		f, err := os.OpenFile(n.pcap, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			dev.Close()
+			return nil, failf("--pcap: %v", err)
+		}
+		w, err := tuntest.NewPcapWriter(f, 0)
+		if err != nil {
+			f.Close()
+			dev.Close()
+			return nil, failf("--pcap: %v", err)
+		}
+		env.pcapF = f
+		link = tuntest.NewTap(dev, w)
+	}
+	cfg := stack.Config{
+		Link:          link,
+		Addr:          ns.addr,
+		MSL:           n.msl,
+		FinTimeout:    n.finTimeout,
+		MaxTimeWait:   n.maxTWBuckets,
+		TWReuse:       n.twReuse,
+		SynRetries:    n.synRetries,
+		SynAckRetries: n.synAckRetrs,
+		Retries2:      n.retries2,
+		SendBuf:       n.sndbuf,
+		RecvBuf:       n.rcvbuf,
+		DelayedACK:    n.delayedACK,
+		NoDelay:       n.nodelay,
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(stderr, oneLine(format)+"\n", args...)
+		},
+	}
+	if n.delayedACK == 0 {
+		cfg.DelayedACK = -1 // the stack reads 0 as "default", negative as off
+	}
+	if n.trace {
+		env.tracer = newTracer(stderr)
+		cfg.Trace = env.tracer.event
+	}
+	st, err := stack.New(cfg)
+	if err != nil {
+		env.closeDevice()
+		return nil, err
+	}
+	env.stack = st
+	return env, nil
+}
+
+// close stops the stack (resetting every connection), which closes the
+// device and with it the interface, then flushes the capture and trace.
+func (e *netEnv) close() {
+	if e.stack != nil {
+		e.stack.Close()
+	}
+	e.closeDevice()
+	if e.tracer != nil {
+		e.tracer.close()
+	}
+}
+
+func (e *netEnv) closeDevice() {
+	e.dev.Close() // a second Close (after the stack's) just reports ErrClosed
+	if e.pcapF != nil {
+		e.pcapF.Close()
+	}
+}
+
+// tunError turns a failure to create the device into one line that says
+// what to do. A missing capability is the common case.
+func tunError(name string, err error) error {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		return failf("creating TUN %s needs CAP_NET_ADMIN: run as root", name)
+	}
+	return failf("creating TUN %s: %s", name, strings.TrimPrefix(err.Error(), "tun: "))
+}
+
+// defaultControl is where serve listens and ss/nstat look when not told.
+func defaultControl(tunName string) string {
+	return filepath.Join("/run/utcp", tunName+".sock")
+}
+
+// tracer prints state transitions. The stack calls Trace under its lock,
+// so event only formats the line and hands it to a writer goroutine; if
+// stderr cannot keep up, lines are dropped and the count is reported
+// rather than stalling the stack.
+type tracer struct {
+	ch      chan string
+	dropped atomic.Uint64
+	done    sync.WaitGroup
+	once    sync.Once
+	w       io.Writer
+}
+
+func newTracer(w io.Writer) *tracer {
+	t := &tracer{ch: make(chan string, 4096), w: w}
+	t.done.Add(1)
+	go func() {
+		defer t.done.Done()
+		for line := range t.ch {
+			io.WriteString(t.w, line)
+		}
+	}()
+	return t
+}
+
+func (t *tracer) event(ev stack.TraceEvent) {
+	line := formatTrace(ev)
+	select {
+	case t.ch <- line:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// formatTrace is one line: time since start, local, remote, from -> to,
+// cause, and the segment in tcpdump style when a segment caused it.
+func formatTrace(ev stack.TraceEvent) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "trace %.6f %v %v %v -> %v (%s)", time.Duration(ev.Time).Seconds(), ev.Local, ev.Remote, ev.From, ev.To, ev.Cause)
+	if ev.Seg != nil {
+		b.WriteString(": ")
+		b.WriteString(ev.Seg.String())
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+func (t *tracer) close() {
+	t.once.Do(func() {
+		close(t.ch)
+		t.done.Wait()
+		if n := t.dropped.Load(); n > 0 {
+			fmt.Fprintf(t.w, "utcp: trace: %d lines dropped (stderr too slow)\n", n)
+		}
+	})
+}
