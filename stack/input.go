@@ -197,6 +197,22 @@ func (t *tcb) arrives(sg *seg.Segment) {
 	s := t.s
 	f := sg.Flags
 
+	// Simultaneous open (RFC 9293 §3.5, Figure 8, line 6): the peer's
+	// SYN,ACK, repeating its SYN and acknowledging ours, establishes the
+	// connection. Taken literally, the first step would find it left of the
+	// window and only ACK it, costing a round trip; Linux
+	// (tcp_validate_incoming) lets exactly this segment through, and so do we.
+	if t.state == SynReceived && !t.passive && f == seg.SYN|seg.ACK && len(sg.Payload) == 0 &&
+		sg.Seq == t.irs && sg.Ack == t.sndMax {
+		if t.complete(sg) {
+			t.sndUna = sg.Ack // our SYN is acknowledged
+			// RFC 7323 §2.2: the window in a SYN is never scaled.
+			t.sndWnd = uint32(sg.Window)
+			t.output()
+		}
+		return
+	}
+
 	// First: sequence number.
 	if !t.acceptable(sg) {
 		if f.Has(seg.RST) {

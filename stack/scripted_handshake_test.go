@@ -197,9 +197,8 @@ func TestScriptedSynSentRetransmit(t *testing.T) {
 
 // Simultaneous open (RFC 9293 §3.5, Figure 8): in SYN-SENT a SYN without
 // ACK moves to SYN-RECEIVED and is answered with SYN,ACK carrying our
-// original ISS (§3.10.7.3, fourth step). The peer's SYN,ACK then lies left
-// of the window, so the first step of §3.10.7.4 answers it with an ACK;
-// the peer's ACK of our SYN completes the open (§3.10.7.4, fifth step).
+// original ISS (§3.10.7.3, fourth step). The peer's SYN,ACK then completes
+// the open (Figure 8, line 6) without a further segment from us.
 func TestScriptedSimultaneousOpen(t *testing.T) {
 	f := newFixture(t)
 	f.connect()
@@ -208,17 +207,34 @@ func TestScriptedSimultaneousOpen(t *testing.T) {
 	f.out(SYN|ACK, seq(0), ack(3001))
 	f.noOutput()
 	f.state(SynReceived)
-	f.in(SYN|ACK, seq(3000), ack(1), mss(1460))
-	f.out(ACK, seq(1), ack(3001))
-	f.state(SynReceived)
-	f.in(ACK, seq(3001), ack(1))
+	f.in(SYN|ACK, seq(3000), ack(1), mss(1460), win(4000))
 	f.noOutput()
 	f.state(Established)
 	want := []string{"CLOSED>SYN_SENT", "SYN_SENT>SYN_RECV", "SYN_RECV>ESTABLISHED"}
 	if got := f.transitions(); !slices.Equal(got, want) {
 		t.Fatalf("transitions %v, want %v", got, want)
 	}
+	if w := f.conn.Info().SndWnd; w != 4000 {
+		t.Fatalf("SND.WND %d, want 4000 (a SYN's window is not scaled)", w)
+	}
 	f.counter("AttemptFails", 0)
 	f.advance(10 * time.Second) // neither SYN nor SYN-ACK timers remain
 	f.noOutput()
+	// A duplicate of the peer's SYN,ACK is now an old segment: ACK it.
+	f.in(SYN|ACK, seq(3000), ack(1), mss(1460))
+	f.out(ACK, seq(1), ack(3001))
+	f.state(Established)
+}
+
+// If the peer's SYN,ACK is lost, its ACK of our SYN,ACK completes the
+// simultaneous open just as well (RFC 9293 §3.10.7.4, fifth step).
+func TestScriptedSimultaneousOpenByACK(t *testing.T) {
+	f := newFixture(t)
+	f.connect()
+	f.out(SYN, seq(0))
+	f.in(SYN, seq(3000), mss(1460))
+	f.out(SYN|ACK, seq(0), ack(3001))
+	f.in(ACK, seq(3001), ack(1))
+	f.noOutput()
+	f.state(Established)
 }
