@@ -510,7 +510,11 @@ func (t *tcb) processText(sg *seg.Segment) {
 	}
 	if seq != t.rcvNxt {
 		t.queueOOO(seq, payload, fin)
-		t.queueAck(true) // RFC 5681 §4.2: out-of-order data is ACKed at once
+		// RFC 5681 §4.2: an immediate duplicate ACK for every
+		// out-of-order segment, not one per input batch: the sender
+		// counts them for fast retransmit (§3.2), and a batch of them
+		// coalesced into one ACK leaves it waiting for its RTO.
+		t.sendAck()
 		return
 	}
 	if len(payload) > 0 {
