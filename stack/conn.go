@@ -76,6 +76,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 				return 0, nil
 			}
 			n := t.rcv.Read(b)
+			t.bytesRead += uint64(n)
+			t.rcvSpaceAdjust(s.clock.Now())
 			t.windowUpdate()
 			s.unlockAndFlush()
 			return n, nil

@@ -129,6 +129,7 @@ func (t *tcb) synSentArrives(sg *seg.Segment) {
 	// Fourth: the SYN.
 	t.irs = sg.Seq
 	t.rcvNxt = sg.Seq.Add(1)
+	t.rcvAdv = t.rcvNxt
 	t.takeSynOptions(sg)
 	if f.Has(seg.ACK) {
 		t.sndUna = sg.Ack
@@ -146,6 +147,7 @@ func (t *tcb) synSentArrives(sg *seg.Segment) {
 		t.retries = 0
 		t.stop(timers.Retransmit)
 		t.initCongestion()
+		t.established()
 		t.setState(Established, "rcv SYN-ACK", sg)
 		if len(sg.Payload) > 0 || f.Has(seg.FIN) {
 			t.processText(sg)
@@ -241,6 +243,10 @@ func (t *tcb) arrives(sg *seg.Segment) {
 		t.sendAck()
 		return
 	}
+
+	now := s.clock.Now()
+	t.heard(now)
+	t.sampleRcvRTT(sg, now)
 
 	// Second: RST (RFC 5961 §3.2: only an exact match resets; any other
 	// in-window RST draws a challenge ACK).
@@ -366,6 +372,7 @@ func (t *tcb) complete(sg *seg.Segment) bool {
 	t.maxSndWnd = max(t.maxSndWnd, t.sndWnd)
 	t.sndWl1, t.sndWl2 = sg.Seq, sg.Ack
 	t.initCongestion()
+	t.established()
 	t.setState(Established, "rcv ACK", sg)
 	if t.listener != nil {
 		t.listener.wake()
@@ -449,6 +456,7 @@ func (t *tcb) newAck(sg *seg.Segment) {
 	} else if rtt, ok := t.rtt.Ack(uint32(ack), now); ok {
 		t.rto.Sample(rtt)
 	}
+	t.lastProgress = now
 	// Linux clears the backoff on any forward progress.
 	t.rto.ResetBackoff()
 	t.retries = 0
@@ -533,7 +541,12 @@ func (t *tcb) processText(sg *seg.Segment) {
 			t.conn.wakeRead()
 		}
 		t.unackedSegs++
-		now := len(t.ooo) > 0 || t.unackedSegs >= 2 || s.cfg.DelayedACK < 0
+		// Quick ACKs at the start (Linux's quickack mode) let the
+		// sender's window open without waiting for delayed ACKs.
+		now := len(t.ooo) > 0 || t.unackedSegs >= 2 || s.cfg.DelayedACK < 0 || t.quickAcks > 0
+		if t.quickAcks > 0 {
+			t.quickAcks--
+		}
 		if len(t.ooo) > 0 {
 			fin = t.drainOOO(fin)
 		}

@@ -35,6 +35,13 @@ func (t *tcb) advertise() uint16 {
 	if field > 0xffff {
 		field = 0xffff
 	}
+	if field == 0 && !t.advZero {
+		t.advZero = true
+		t.s.ctr.TCPToZeroWindowAdv++
+	} else if field != 0 && t.advZero {
+		t.advZero = false
+		t.s.ctr.TCPFromZeroWindowAdv++
+	}
 	if field<<t.rcvShift < cur {
 		// Rounding down would shrink the window: round up instead.
 		field = min((cur+(1<<t.rcvShift)-1)>>t.rcvShift, 0xffff)
@@ -209,6 +216,9 @@ func (t *tcb) output() {
 	default:
 		return
 	}
+	if t.sndUna == t.sndMax && t.snd.Len() > 0 {
+		t.lastProgress = t.s.clock.Now()
+	}
 	if t.sndUna == t.sndMax && t.snd.Len() > 0 && t.lastSend != 0 && !t.inRecovery {
 		// RFC 5681 §4.1 (Linux's tcp_slow_start_after_idle): after an
 		// idle period longer than the RTO, restart from the initial
@@ -312,7 +322,7 @@ func (t *tcb) onPersistTimer() {
 		t.output()
 		return
 	}
-	if t.orphan && t.probes >= t.s.cfg.Retries2 {
+	if (t.orphan && t.probes >= t.s.cfg.Retries2) || t.userTimedOut(t.s.clock.Now()) {
 		t.s.ctr.TCPAbortOnTimeout++
 		t.fail(syscall.ETIMEDOUT, "timer persist", nil)
 		return
@@ -346,7 +356,7 @@ func (t *tcb) onRetransmitTimer() {
 	if t.sndUna == t.sndMax {
 		return
 	}
-	if t.retries >= s.cfg.Retries2 {
+	if t.retries >= s.cfg.Retries2 || t.userTimedOut(s.clock.Now()) {
 		s.ctr.TCPAbortOnTimeout++
 		t.fail(syscall.ETIMEDOUT, "timer retransmit", nil)
 		return

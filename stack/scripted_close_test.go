@@ -193,7 +193,7 @@ func TestScriptedFinWait2DataAfterClose(t *testing.T) {
 // with a RST instead of a FIN (Linux: TCPAbortOnClose), so the peer learns
 // its data was not consumed.
 func TestScriptedCloseWithUnreadData(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, noQuickAck)
 	f.established(1000)
 	f.in(ACK|PSH, seq(1001), ack(1), data("unread"))
 	f.noOutput()

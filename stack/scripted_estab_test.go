@@ -11,7 +11,7 @@ import (
 // in-order segment is acknowledged after the delayed-ACK timeout (40 ms, Linux's
 // minimum); a second full segment before then is acknowledged at once.
 func TestScriptedEstabDelayedACK(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, noQuickAck)
 	f.established(1000)
 	f.in(ACK|PSH, seq(1001), ack(1), data("hello"))
 	f.noOutput()
@@ -169,4 +169,24 @@ func TestScriptedEstabFIN(t *testing.T) {
 	if _, err := f.conn.Read(make([]byte, 8)); err != io.EOF {
 		t.Fatalf("read after FIN: %v, want EOF", err)
 	}
+}
+
+// noQuickAck turns Linux's quickack start-up mode off so a test can watch
+// delayed ACKs from the first segment.
+func noQuickAck(c *Config) { c.QuickAcks = -1 }
+
+// Linux's quickack mode: right after the handshake every data segment is
+// ACKed at once (up to QuickAcks of them), so the sender's slow start is
+// not held back by delayed ACKs; after that, single segments wait.
+func TestScriptedEstabQuickAck(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.QuickAcks = 2 })
+	f.established(1000)
+	f.in(ACK, seq(1001), ack(1), data("a"))
+	f.out(ACK, ack(1002))
+	f.in(ACK, seq(1002), ack(1), data("b"))
+	f.out(ACK, ack(1003))
+	f.in(ACK, seq(1003), ack(1), data("c"))
+	f.noOutput()
+	f.advance(40 * time.Millisecond)
+	f.out(ACK, ack(1004))
 }

@@ -28,7 +28,7 @@ func TestScriptedReadNoSpuriousWindowUpdate(t *testing.T) {
 // §3.8.6.2.2 receiver side, Linux tcp_cleanup_rbuf), without waiting for
 // the peer's zero-window probe.
 func TestScriptedWindowUpdateAfterRead(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.RecvBuf = 4096 })
+	f := newFixture(t, func(c *Config) { c.RecvBuf = 4096 }, noQuickAck)
 	f.established(1000)
 	a, b, c := strings.Repeat("a", 1460), strings.Repeat("b", 1460), strings.Repeat("c", 1176)
 	f.in(ACK, seq(1001), ack(1), data(a))

@@ -36,14 +36,21 @@ type Config struct {
 	SynRetries    int           // default 6 (tcp_syn_retries)
 	SynAckRetries int           // default 5 (tcp_synack_retries)
 	Retries2      int           // RTO retransmissions before ETIMEDOUT; default 15 (tcp_retries2)
-	SendBuf       int           // per-connection send buffer; default 1 MiB
-	RecvBuf       int           // per-connection receive buffer; default 1 MiB
-	MaxOOOSegs    int           // out-of-order segments held per connection; default 256
-	DelayedACK    time.Duration // delayed-ACK timeout; default 40ms (Linux's minimum), negative disables delaying
-	NoDelay       bool          // default TCP_NODELAY for new connections (Nagle off)
-	NoSACK        bool          // do not offer or accept SACK (tcp_sack=0)
-	Congestion    string        // "cubic" (default, as Linux) or "reno"
-	RTO           timers.RTOConfig
+	SendBuf       int           // per-connection send buffer; default 4 MiB (allocated as used)
+	RecvBuf       int           // initial receive buffer; default 128 KiB (tcp_rmem default)
+	RecvBufMax    int           // receive buffer autotuning cap; default 6 MiB (tcp_rmem max)
+	NoRcvAutoTune bool          // keep the receive buffer at RecvBuf (tcp_moderate_rcvbuf=0)
+
+	KeepAliveIdle     time.Duration // default 2h (tcp_keepalive_time)
+	KeepAliveInterval time.Duration // default 75s (tcp_keepalive_intvl)
+	KeepAliveCount    int           // default 9 (tcp_keepalive_probes)
+	MaxOOOSegs        int           // out-of-order segments held per connection; default 256
+	DelayedACK        time.Duration // delayed-ACK timeout; default 40ms (Linux's minimum), negative disables delaying
+	NoDelay           bool          // default TCP_NODELAY for new connections (Nagle off)
+	QuickAcks         int           // segments ACKed at once after the handshake (Linux quickack); default 16, negative for none
+	NoSACK            bool          // do not offer or accept SACK (tcp_sack=0)
+	Congestion        string        // "cubic" (default, as Linux) or "reno"
+	RTO               timers.RTOConfig
 
 	// Seed, when non-zero, makes ISNs, ephemeral ports and timestamp
 	// offsets deterministic (simulations); zero draws them from crypto/rand.
@@ -81,8 +88,17 @@ func (c *Config) setDefaults() {
 	def(&c.SynRetries, 6)
 	def(&c.SynAckRetries, 5)
 	def(&c.Retries2, 15)
-	def(&c.SendBuf, 1<<20)
-	def(&c.RecvBuf, 1<<20)
+	if c.QuickAcks == 0 {
+		c.QuickAcks = 16 // Linux's TCP_MAX_QUICKACKS
+	}
+	c.QuickAcks = max(c.QuickAcks, 0)
+	def(&c.SendBuf, 4<<20)
+	def(&c.RecvBuf, 128<<10)
+	def(&c.RecvBufMax, 6<<20)
+	c.RecvBufMax = max(c.RecvBufMax, c.RecvBuf)
+	defd(&c.KeepAliveIdle, 2*time.Hour)
+	defd(&c.KeepAliveInterval, 75*time.Second)
+	def(&c.KeepAliveCount, 9)
 	def(&c.MaxOOOSegs, 256)
 	if c.RTO == (timers.RTOConfig{}) {
 		c.RTO = timers.DefaultRTOConfig()

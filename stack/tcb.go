@@ -97,6 +97,24 @@ type tcb struct {
 	nodelay    bool
 
 	bytesAcked, bytesReceived uint64
+
+	// Receive buffer autotuning (Linux's tcp_moderate_rcvbuf).
+	rcvRTT       time.Duration // receiver's RTT estimate from timestamps
+	rcvSpaceTime timers.Instant
+	rcvSpaceMark uint64 // bytesRead at rcvSpaceTime
+	rcvSpace     uint64 // most bytes the application read in one RTT
+	bytesRead    uint64
+	advZero      bool // our last advertised window was zero
+
+	// Keepalive and user timeout.
+	keepAlive    bool
+	kaIdle       time.Duration
+	kaInterval   time.Duration
+	kaCount      int
+	kaProbes     int
+	lastRecv     timers.Instant
+	userTimeout  time.Duration
+	lastProgress timers.Instant // when SND.UNA last advanced, or sending began from idle
 }
 
 type oooSeg struct {
@@ -119,7 +137,9 @@ func (s *Stack) newTCB(key uint64, remote netip.AddrPort, lport uint16, now time
 		peerMSS: 536, // RFC 9293 §3.7.1 default when the peer sends no MSS option
 	}
 	t.item.Value = t
-	t.rcvShift = windowShift(s.cfg.RecvBuf)
+	// The shift is fixed at the handshake, so it is chosen for the
+	// largest buffer autotuning may reach.
+	t.rcvShift = windowShift(s.cfg.RecvBufMax)
 	t.tsOffset = s.rng.Uint32()
 	return t
 }
@@ -201,6 +221,8 @@ func (t *tcb) fire(now timers.Instant) {
 			t.sendAck()
 		case timers.Persist:
 			t.onPersistTimer()
+		case timers.Keepalive:
+			t.onKeepaliveTimer(now)
 		case timers.FinWait2:
 			// Linux: an orphaned FIN_WAIT2 lasts tcp_fin_timeout, then the
 			// connection is dropped without a RST.
