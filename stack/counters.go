@@ -50,6 +50,10 @@ type Counters struct {
 	TCPKeepAlive         uint64 `mib:"TcpExt"`
 	TCPFINWait2Timeout   uint64 `mib:"TcpExt"` // Linux calls it TCPTimeWaitOverflow's cousin: orphaned FIN_WAIT2 ended by tcp_fin_timeout
 	TCPReqQFullDrop      uint64 `mib:"TcpExt"`
+	TCPReqQFullDoCookies uint64 `mib:"TcpExt"`
+	SyncookiesSent       uint64 `mib:"TcpExt"`
+	SyncookiesRecv       uint64 `mib:"TcpExt"`
+	SyncookiesFailed     uint64 `mib:"TcpExt"`
 	EmbryonicRsts        uint64 `mib:"TcpExt"`
 
 	// Ip and Icmp, the parts a TCP host needs.

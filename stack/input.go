@@ -667,7 +667,7 @@ func (t *tcb) drainOOO(fin bool) bool {
 // be used to make us flood.
 func (t *tcb) challengeAck() {
 	now := t.s.clock.Now()
-	if t.lastChallenge != 0 && now.Sub(t.lastChallenge) < 500*time.Millisecond {
+	if now.Sub(t.lastChallenge) < 500*time.Millisecond {
 		return
 	}
 	t.lastChallenge = now

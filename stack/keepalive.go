@@ -129,7 +129,7 @@ func (t *tcb) rcvSpaceAdjust(now timers.Instant) {
 	if s.cfg.NoRcvAutoTune {
 		return
 	}
-	if t.rcvSpaceTime == 0 {
+	if t.rcvSpaceTime == timers.MinInstant {
 		t.rcvSpaceTime, t.rcvSpaceMark = now, t.bytesRead
 		return
 	}

@@ -14,15 +14,16 @@ import (
 // queue holds connections in SYN_RECV, the accept queue holds established
 // connections until Accept takes them.
 type Listener struct {
-	s        *Stack
-	port     uint16
-	backlog  int
-	synQLen  int
-	acceptQ  []*tcb
-	closed   bool
-	ready    chan struct{} // signalled when the accept queue gains an entry
-	done     chan struct{} // closed by Close
-	deadline deadline
+	s          *Stack
+	port       uint16
+	backlog    int
+	synQLen    int
+	acceptQ    []*tcb
+	closed     bool
+	ready      chan struct{} // signalled when the accept queue gains an entry
+	done       chan struct{} // closed by Close
+	deadline   deadline
+	lastCookie timers.Instant // when this listener last sent a SYN cookie
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -54,7 +55,7 @@ func (s *Stack) Listen(port uint16, backlog int) (*Listener, error) {
 	if port == 0 || s.listeners[port] != nil {
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(s.addr, port)), Err: syscall.EADDRINUSE}
 	}
-	l := &Listener{s: s, port: port, backlog: backlog, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &Listener{s: s, port: port, backlog: backlog, ready: make(chan struct{}, 1), done: make(chan struct{}), lastCookie: timers.MinInstant}
 	l.deadline.init()
 	s.listeners[port] = l
 	return l, nil
@@ -79,8 +80,11 @@ func (l *Listener) arrives(sg *seg.Segment, key uint64, isnOverride seg.Seq, reo
 		return
 	}
 	if f.Has(seg.ACK) {
-		// Any ACK reaching a listener is bad (RFC 9293 §3.10.7.2):
-		// <SEQ=SEG.ACK><CTL=RST>.
+		if s.cfg.SynCookies > 0 && l.acceptCookie(sg, key) {
+			return
+		}
+		// Any other ACK reaching a listener is bad (RFC 9293
+		// §3.10.7.2): <SEQ=SEG.ACK><CTL=RST>.
 		s.replyRST(sg)
 		return
 	}
@@ -88,16 +92,23 @@ func (l *Listener) arrives(sg *seg.Segment, key uint64, isnOverride seg.Seq, reo
 		// Linux discards SYN|FIN in LISTEN; other segments are dropped.
 		return
 	}
-	if l.synQueueFull() {
-		// tcp_syncookies=0 behaviour: drop and count.
-		s.ctr.TCPReqQFullDrop++
-		s.ctr.ListenDrops++
-		return
-	}
 	if l.acceptQueueFull() {
 		// Linux drops the SYN while the accept queue is full; the peer
 		// retransmits it later.
 		s.ctr.ListenOverflows++
+		s.ctr.ListenDrops++
+		return
+	}
+	if s.cfg.SynCookies == 2 || (l.synQueueFull() && s.cfg.SynCookies == 1) {
+		if l.synQueueFull() {
+			s.ctr.TCPReqQFullDoCookies++
+		}
+		l.sendCookie(sg, key)
+		return
+	}
+	if l.synQueueFull() {
+		// tcp_syncookies=0: drop and count.
+		s.ctr.TCPReqQFullDrop++
 		s.ctr.ListenDrops++
 		return
 	}

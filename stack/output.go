@@ -219,7 +219,7 @@ func (t *tcb) output() {
 	if t.sndUna == t.sndMax && t.snd.Len() > 0 {
 		t.lastProgress = t.s.clock.Now()
 	}
-	if t.sndUna == t.sndMax && t.snd.Len() > 0 && t.lastSend != 0 && !t.inRecovery {
+	if t.sndUna == t.sndMax && t.snd.Len() > 0 && !t.inRecovery {
 		// RFC 5681 §4.1 (Linux's tcp_slow_start_after_idle): after an
 		// idle period longer than the RTO, restart from the initial
 		// window, since the path may have changed.

@@ -28,18 +28,21 @@ type Config struct {
 	// Scripted tests use it with a timers.ManualClock.
 	Manual bool
 
-	MSL           time.Duration // default 30s, so TIME_WAIT lasts 2*MSL = 60s as on Linux
-	FinTimeout    time.Duration // orphaned FIN_WAIT2 lifetime; default 60s (tcp_fin_timeout)
-	MaxTimeWait   int           // TIME_WAIT entries; default 262144 (tcp_max_tw_buckets)
-	TWReuse       bool          // reuse a TIME_WAIT 4-tuple for Dial (tcp_tw_reuse)
-	MaxSynBacklog int           // SYN queue bound per listener; default 1024 (tcp_max_syn_backlog)
-	SynRetries    int           // default 6 (tcp_syn_retries)
-	SynAckRetries int           // default 5 (tcp_synack_retries)
-	Retries2      int           // RTO retransmissions before ETIMEDOUT; default 15 (tcp_retries2)
-	SendBuf       int           // per-connection send buffer; default 4 MiB (allocated as used)
-	RecvBuf       int           // initial receive buffer; default 128 KiB (tcp_rmem default)
-	RecvBufMax    int           // receive buffer autotuning cap; default 6 MiB (tcp_rmem max)
-	NoRcvAutoTune bool          // keep the receive buffer at RecvBuf (tcp_moderate_rcvbuf=0)
+	MSL         time.Duration // default 30s, so TIME_WAIT lasts 2*MSL = 60s as on Linux
+	FinTimeout  time.Duration // orphaned FIN_WAIT2 lifetime; default 60s (tcp_fin_timeout)
+	MaxTimeWait int           // TIME_WAIT entries; default 262144 (tcp_max_tw_buckets)
+	TWReuse     bool          // reuse a TIME_WAIT 4-tuple for Dial (tcp_tw_reuse)
+	// SynCookies is tcp_syncookies: 1 (the default) answers with SYN
+	// cookies once a listener's SYN queue is full, 2 always, -1 never (a
+	// full SYN queue then drops SYNs).
+	SynCookies    int
+	SynRetries    int  // default 6 (tcp_syn_retries)
+	SynAckRetries int  // default 5 (tcp_synack_retries)
+	Retries2      int  // RTO retransmissions before ETIMEDOUT; default 15 (tcp_retries2)
+	SendBuf       int  // per-connection send buffer; default 4 MiB (allocated as used)
+	RecvBuf       int  // initial receive buffer; default 128 KiB (tcp_rmem default)
+	RecvBufMax    int  // receive buffer autotuning cap; default 6 MiB (tcp_rmem max)
+	NoRcvAutoTune bool // keep the receive buffer at RecvBuf (tcp_moderate_rcvbuf=0)
 
 	KeepAliveIdle     time.Duration // default 2h (tcp_keepalive_time)
 	KeepAliveInterval time.Duration // default 75s (tcp_keepalive_intvl)
@@ -84,7 +87,9 @@ func (c *Config) setDefaults() {
 	defd(&c.FinTimeout, 60*time.Second)
 	defd(&c.DelayedACK, 40*time.Millisecond)
 	def(&c.MaxTimeWait, 262144)
-	def(&c.MaxSynBacklog, 1024)
+	if c.SynCookies == 0 {
+		c.SynCookies = 1
+	}
 	def(&c.SynRetries, 6)
 	def(&c.SynAckRetries, 5)
 	def(&c.Retries2, 15)

@@ -137,10 +137,15 @@ func (s *Stack) newTCB(key uint64, remote netip.AddrPort, lport uint16, now time
 		peerMSS: 536, // RFC 9293 §3.7.1 default when the peer sends no MSS option
 	}
 	t.item.Value = t
+	// "Long ago": Instant 0 is a real time (the stack's epoch), so
+	// "never" is the minimum instant.
+	t.lastChallenge = timers.MinInstant
+	t.lastSend = timers.MinInstant
+	t.rcvSpaceTime = timers.MinInstant
 	// The shift is fixed at the handshake, so it is chosen for the
 	// largest buffer autotuning may reach.
 	t.rcvShift = windowShift(s.cfg.RecvBufMax)
-	t.tsOffset = s.rng.Uint32()
+	t.tsOffset = s.tsOffsetFor(key)
 	return t
 }
 

@@ -247,60 +247,84 @@ func TestCloseWaitPersists(t *testing.T) {
 // Linux accept-queue semantics: with backlog 1 and a listener that does
 // not accept, two connections complete (backlog+1), further final ACKs and
 // SYNs are dropped and counted; once the application accepts, the waiting
-// peers complete by retransmission.
+// peers complete by retransmission. With SYN cookies (the default) the SYNs
+// beyond the SYN queue are answered statelessly; a client whose cookie ACK
+// was dropped completes when its first data segment arrives (as on Linux:
+// a client that never sends would wait forever).
 func TestAcceptQueueOverflowAndRecovery(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p := newPair(t, pairOpts{})
-		ln, _ := p.b.Listen(80, 1)
-		const n = 4
-		dialed := make(chan *Conn, n)
-		for i := 0; i < n; i++ {
-			go func() {
-				c, err := p.a.Dial(context.Background(), netip.AddrPortFrom(addrB, 80))
-				if err != nil {
-					t.Error(err)
+	for _, cookies := range []int{-1, 1} {
+		t.Run(fmt.Sprint("syncookies=", cookies), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newPair(t, pairOpts{cfgB: func(c *Config) { c.SynCookies = cookies }})
+				ln, _ := p.b.Listen(80, 1)
+				const n = 4
+				dialed := make(chan *Conn, n)
+				for i := 0; i < n; i++ {
+					go func() {
+						c, err := p.a.Dial(context.Background(), netip.AddrPortFrom(addrB, 80))
+						if err != nil {
+							t.Error(err)
+						} else if _, err := c.Write([]byte{byte(i)}); err != nil {
+							t.Error(err)
+						}
+						dialed <- c
+					}()
 				}
-				dialed <- c
-			}()
-		}
-		// The SYN queue is bounded by the backlog too (Linux without SYN
-		// cookies), so later SYNs get in on their retransmissions.
-		time.Sleep(20 * time.Second)
-		synctest.Wait()
-		infos := p.b.Connections()
-		if infos[0].State != Listen || infos[0].RecvQ != 2 || infos[0].SendQ != 1 {
-			t.Fatalf("listener %+v: want accept queue 2 (backlog+1) of backlog 1", infos[0])
-		}
-		ctr := p.b.Counters()
-		if ctr.ListenOverflows == 0 || ctr.ListenDrops < ctr.ListenOverflows {
-			t.Fatalf("ListenOverflows %d ListenDrops %d", ctr.ListenOverflows, ctr.ListenDrops)
-		}
-		// Now accept everything: the rest complete by retransmission.
-		accepted := make(chan *Conn, n)
-		go func() {
-			for i := 0; i < n; i++ {
-				c, err := ln.AcceptTCP()
-				if err != nil {
-					t.Error(err)
-					return
+				// Without cookies the SYN queue is bounded by the backlog,
+				// so later SYNs get in on their retransmissions.
+				time.Sleep(20 * time.Second)
+				synctest.Wait()
+				infos := p.b.Connections()
+				if infos[0].State != Listen || infos[0].RecvQ != 2 || infos[0].SendQ != 1 {
+					t.Fatalf("listener %+v: want accept queue 2 (backlog+1) of backlog 1", infos[0])
 				}
-				accepted <- c
-			}
-		}()
-		for i := 0; i < n; i++ {
-			select {
-			case <-accepted:
-			case <-time.After(2 * time.Minute):
-				t.Fatalf("only %d of %d accepted", i, n)
-			}
-		}
-		for i := 0; i < n; i++ {
-			<-dialed
-		}
-		if got := p.b.Counters().PassiveOpens; got != n {
-			t.Fatalf("PassiveOpens %d, want %d", got, n)
-		}
-	})
+				ctr := p.b.Counters()
+				if ctr.ListenOverflows == 0 || ctr.ListenDrops < ctr.ListenOverflows {
+					t.Fatalf("ListenOverflows %d ListenDrops %d", ctr.ListenOverflows, ctr.ListenDrops)
+				}
+				if cookies > 0 && (ctr.SyncookiesSent == 0 || ctr.SyncookiesRecv == 0) {
+					t.Fatalf("SyncookiesSent %d SyncookiesRecv %d", ctr.SyncookiesSent, ctr.SyncookiesRecv)
+				}
+				if cookies < 0 && ctr.SyncookiesSent != 0 {
+					t.Fatalf("cookies sent while disabled")
+				}
+				// Now accept everything: the rest complete by retransmission.
+				accepted := make(chan *Conn, n)
+				go func() {
+					for i := 0; i < n; i++ {
+						c, err := ln.AcceptTCP()
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						accepted <- c
+					}
+				}()
+				seen := map[byte]bool{}
+				for i := 0; i < n; i++ {
+					select {
+					case c := <-accepted:
+						b := make([]byte, 1)
+						if _, err := io.ReadFull(c, b); err != nil {
+							t.Fatal(err)
+						}
+						seen[b[0]] = true
+					case <-time.After(2 * time.Minute):
+						t.Fatalf("only %d of %d accepted", i, n)
+					}
+				}
+				for i := 0; i < n; i++ {
+					<-dialed
+				}
+				if len(seen) != n {
+					t.Fatalf("got the first bytes of %d distinct clients, want %d", len(seen), n)
+				}
+				if got := p.b.Counters().PassiveOpens; got != n {
+					t.Fatalf("PassiveOpens %d, want %d", got, n)
+				}
+			})
+		})
+	}
 }
 
 // Connection setup and teardown rate, utcp <-> utcp in memory.
