@@ -43,8 +43,16 @@ func (t *tcb) advertise() uint16 {
 		t.s.ctr.TCPFromZeroWindowAdv++
 	}
 	if field<<t.rcvShift < cur {
-		// Rounding down would shrink the window: round up instead.
-		field = min((cur+(1<<t.rcvShift)-1)>>t.rcvShift, 0xffff)
+		// Rounding down would shrink the window: round up instead, but
+		// only into buffer space we have. Past it, in-window data would
+		// be dropped for want of room, and each rounded-up edge would let
+		// the next one move further: the window would never reach zero
+		// and the sender would retransmit into a full buffer until it
+		// timed out. RFC 7323 §2.4 allows either choice and requires
+		// senders to cope with the shrink (RFC 1122 §4.2.2.16).
+		if up := min((cur+(1<<t.rcvShift)-1)>>t.rcvShift, 0xffff); up<<t.rcvShift <= free {
+			field = up
+		}
 	}
 	if edge := t.rcvNxt.Add(field << t.rcvShift); edge.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = edge
@@ -299,8 +307,13 @@ func (t *tcb) output() {
 		if !t.timers.Armed(timers.Retransmit) {
 			t.arm(timers.Retransmit, t.rto.Current())
 		}
-	} else if t.sndWnd == 0 && t.snd.Len() > int(t.sndNxt.Sub(t.sndStart)) && !t.timers.Armed(timers.Persist) {
-		// Zero window with data waiting: probe it (RFC 9293 §3.8.6.1).
+	} else if t.snd.Len() > int(t.sndNxt.Sub(t.sndStart)) && !t.timers.Armed(timers.Persist) {
+		// Data waiting, nothing in flight: only the window holds it back,
+		// either zero (probe it, RFC 9293 §3.8.6.1) or too small to send
+		// without silly-window avoidance. The latter needs the override
+		// timeout of RFC 1122 §4.2.3.4 too: otherwise, should the peer's
+		// window update be lost, no timer would ever recover (Linux arms
+		// its probe timer the same way, tcp_check_probe_timer).
 		t.arm(timers.Persist, t.persistTimeout())
 	}
 }
@@ -318,6 +331,20 @@ func (t *tcb) persistTimeout() time.Duration {
 // current window.
 func (t *tcb) onPersistTimer() {
 	if t.sndWnd != 0 || t.sndUna != t.sndMax {
+		if t.sndWnd != 0 && t.sndUna == t.sndMax {
+			// The SWS override timeout (RFC 1122 §4.2.3.4): send what
+			// the small window allows, as Linux's tcp_write_wakeup does.
+			// Its ACK then reports the peer's window, zero or not.
+			if unsent := t.snd.Len() - int(t.sndNxt.Sub(t.sndStart)); unsent > 0 {
+				n := min(unsent, int(t.sndWnd), t.mss)
+				n, fin := t.sendDataAt(t.sndNxt, n, t.finQueued && n == unsent)
+				t.sndNxt = t.sndNxt.Add(uint32(n))
+				if fin {
+					t.sndNxt = t.sndNxt.Add(1)
+				}
+				t.sndMax = seg.MaxSeq(t.sndMax, t.sndNxt)
+			}
+		}
 		t.probes = 0
 		t.output()
 		return
