@@ -40,6 +40,8 @@ type Counters struct {
 	DelayedACKLost       uint64 `mib:"TcpExt"`
 	TCPFastRetrans       uint64 `mib:"TcpExt"`
 	TCPSlowStartRetrans  uint64 `mib:"TcpExt"`
+	TCPLossProbes        uint64 `mib:"TcpExt"`
+	TCPSpuriousRTOs      uint64 `mib:"TcpExt"`
 	TCPSackRecovery      uint64 `mib:"TcpExt"`
 	TCPRenoRecovery      uint64 `mib:"TcpExt"`
 	TCPDSACKRecv         uint64 `mib:"TcpExt"`

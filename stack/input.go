@@ -447,6 +447,21 @@ func (t *tcb) newAck(sg *seg.Segment) {
 		t.sndNxt = ack
 	}
 	now := s.clock.Now()
+	if t.undoValid && t.rtoRecovery {
+		t.undoValid = false
+		if sg.Opts.HasTS && int32(sg.Opts.TSEcr-t.rtoTSval) < 0 {
+			// Eifel detection (RFC 3522 §3.2): the first ACK after the
+			// timeout echoes a timestamp older than the retransmission,
+			// so the original arrived: the timeout was spurious. Undo
+			// the window reduction and stop resending what is in flight
+			// (Linux counts TCPSpuriousRTOs).
+			s.ctr.TCPSpuriousRTOs++
+			t.cwnd = max(t.cwnd, t.undoCwnd)
+			t.ssthresh = max(t.ssthresh, t.undoSsthresh)
+			t.rtoRecovery = false
+			t.sndNxt = t.sndMax
+		}
+	}
 	if t.tsOK && sg.Opts.HasTS && sg.Opts.TSEcr != 0 {
 		// RFC 7323 §4.1: the echoed timestamp times the round trip, even
 		// for retransmitted data.
@@ -463,10 +478,11 @@ func (t *tcb) newAck(sg *seg.Segment) {
 	t.ackCongestion(acked, ack)
 	// RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else
 	// restart it.
+	t.tlpOutstanding = false
 	if t.sndUna == t.sndMax {
 		t.stop(timers.Retransmit)
 	} else {
-		t.arm(timers.Retransmit, t.rto.Current())
+		t.armRetransmit()
 	}
 }
 

@@ -305,7 +305,7 @@ func (t *tcb) output() {
 	}
 	if t.sndUna != t.sndMax {
 		if !t.timers.Armed(timers.Retransmit) {
-			t.arm(timers.Retransmit, t.rto.Current())
+			t.armRetransmit()
 		}
 	} else if t.snd.Len() > int(t.sndNxt.Sub(t.sndStart)) && !t.timers.Armed(timers.Persist) {
 		// Data waiting, nothing in flight: only the window holds it back,
@@ -383,6 +383,10 @@ func (t *tcb) onRetransmitTimer() {
 	if t.sndUna == t.sndMax {
 		return
 	}
+	if t.tlpPending {
+		t.sendLossProbe()
+		return
+	}
 	if t.retries >= s.cfg.Retries2 || t.userTimedOut(s.clock.Now()) {
 		s.ctr.TCPAbortOnTimeout++
 		t.fail(syscall.ETIMEDOUT, "timer retransmit", nil)
@@ -391,6 +395,13 @@ func (t *tcb) onRetransmitTimer() {
 	t.retries++
 	s.ctr.TCPTimeouts++
 	t.rto.Backoff()
+	if t.retries == 1 && t.tsOK {
+		// Remember what to restore if the timeout proves spurious
+		// (RFC 3522): the retransmission below carries this TSval.
+		t.undoValid = true
+		t.undoCwnd, t.undoSsthresh = t.cwnd, t.ssthresh
+		t.rtoTSval = t.tsNow(s.clock.Now())
+	}
 	if t.retries == 1 || !t.rtoRecovery {
 		t.ssthresh = t.cc.onLoss(t, s.clock.Now())
 	}

@@ -1,6 +1,11 @@
 package stack
 
-import "utcp/seg"
+import (
+	"time"
+
+	"utcp/seg"
+	"utcp/timers"
+)
 
 // initialWindow is RFC 6928's ten segments.
 const initialWindow = 10
@@ -64,7 +69,14 @@ func (t *tcb) dupAck() {
 		}
 		return
 	}
-	trigger := t.dupAcks >= 3 || (t.sackOK && t.sb.isLost(t.sndUna, t.mss))
+	// Early retransmit (RFC 5827 §3.2): with fewer than four segments
+	// outstanding and nothing new to send, three duplicates can never
+	// come, so fewer suffice.
+	dupThresh := 3
+	if segs := (int(t.sndMax.Sub(t.sndUna)) + t.mss - 1) / t.mss; segs < 4 && t.snd.Len() <= int(t.sndMax.Sub(t.sndStart)) {
+		dupThresh = max(segs-1, 1)
+	}
+	trigger := t.dupAcks >= dupThresh || (t.sackOK && t.sb.isLost(t.sndUna, t.mss))
 	// RFC 6582 §3.2 step 1: not again for losses from before the last
 	// recovery or timeout.
 	if !trigger || !t.sndUna.GreaterThan(t.recover) {
@@ -105,4 +117,59 @@ func (t *tcb) retransmitHead() {
 		return
 	}
 	t.sendDataAt(t.sndUna, n, fin)
+}
+
+// armRetransmit arms the retransmission timer, as a tail-loss probe timer
+// when RFC 8985 §7.2 allows: a loss at the tail of a flight draws no
+// duplicate ACKs, so rather than wait a whole RTO, probe after about two
+// round trips and let the probe's ACK (with SACK) start fast recovery.
+func (t *tcb) armRetransmit() {
+	rto := t.rto.Current()
+	t.tlpPending = false
+	if t.sackOK && t.rto.HasSample() && !t.inRecovery && !t.rtoRecovery && t.retries == 0 && !t.tlpOutstanding &&
+		(t.state == Established || t.state == CloseWait) {
+		pto := 2 * t.rto.SRTT()
+		if int(t.sndMax.Sub(t.sndUna)) <= t.mss {
+			pto += 200 * time.Millisecond // the peer may delay its ACK of a lone segment
+		}
+		pto = max(pto, 10*time.Millisecond)
+		if pto < rto {
+			t.tlpPending = true
+			t.arm(timers.Retransmit, pto)
+			return
+		}
+	}
+	t.arm(timers.Retransmit, rto)
+}
+
+// sendLossProbe sends the tail-loss probe (RFC 8985 §7.3): a new segment
+// if the windows allow one, else the last segment again. Then the RTO
+// takes over.
+func (t *tcb) sendLossProbe() {
+	s := t.s
+	t.tlpPending = false
+	t.tlpOutstanding = true
+	s.ctr.TCPLossProbes++
+	dataEnd := t.sndStart.Add(uint32(t.snd.Len()))
+	finSent := t.finQueued && t.sndMax.GreaterThan(dataEnd)
+	unsent := int(dataEnd.Sub(t.sndNxt))
+	inflight := int(t.sndNxt.Sub(t.sndUna))
+	switch {
+	case unsent > 0 && int(t.sndWnd)-inflight > 0:
+		n := min(unsent, t.mss, int(t.sndWnd)-inflight)
+		n, fin := t.sendDataAt(t.sndNxt, n, t.finQueued && n == unsent)
+		t.sndNxt = t.sndNxt.Add(uint32(n))
+		if fin {
+			t.sndNxt = t.sndNxt.Add(1)
+		}
+		if t.sndNxt.GreaterThan(t.sndMax) {
+			t.sndMax = t.sndNxt
+		}
+	case finSent:
+		t.sendDataAt(dataEnd, 0, true)
+	default:
+		n := min(t.mss, int(t.sndMax.Sub(t.sndUna)))
+		t.sendDataAt(t.sndMax-seg.Seq(n), n, false)
+	}
+	t.arm(timers.Retransmit, t.rto.Current())
 }

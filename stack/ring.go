@@ -2,16 +2,57 @@ package stack
 
 // ring is a byte FIFO used for the send and receive buffers. Its logical
 // capacity (limit) is fixed by configuration, but the backing array is
-// allocated lazily and grown on demand, so an idle connection holds no
-// buffer memory.
+// taken lazily from the stack's pool, grown on demand and given back when
+// the ring empties, so an idle connection holds no buffer memory and a busy
+// one does not allocate.
 type ring struct {
 	buf   []byte
 	head  int // index of the first byte
 	n     int // bytes held
 	limit int // logical capacity
+	pool  *bufPool
 }
 
-func newRing(limit int) ring { return ring{limit: limit} }
+func newRing(limit int, pool *bufPool) ring { return ring{limit: limit, pool: pool} }
+
+// bufPool keeps freed ring arrays by power-of-two size, up to maxBytes in
+// all. It is guarded by Stack.mu like the rings that use it.
+type bufPool struct {
+	free     [32][][]byte
+	bytes    int
+	maxBytes int
+}
+
+func sizeClass(n int) int {
+	c := 12 // 4 KiB minimum
+	for 1<<c < n {
+		c++
+	}
+	return c
+}
+
+func (p *bufPool) get(n int) []byte {
+	c := sizeClass(n)
+	if p != nil {
+		if k := len(p.free[c]); k > 0 {
+			b := p.free[c][k-1]
+			p.free[c][k-1] = nil
+			p.free[c] = p.free[c][:k-1]
+			p.bytes -= len(b)
+			return b
+		}
+	}
+	return make([]byte, 1<<c)
+}
+
+func (p *bufPool) put(b []byte) {
+	if p == nil || len(b) == 0 || p.bytes+len(b) > p.maxBytes || 1<<sizeClass(len(b)) != len(b) {
+		return
+	}
+	c := sizeClass(len(b))
+	p.free[c] = append(p.free[c], b)
+	p.bytes += len(b)
+}
 
 func (r *ring) Len() int  { return r.n }
 func (r *ring) Cap() int  { return r.limit }
@@ -24,9 +65,9 @@ func (r *ring) reserve(n int) {
 		return
 	}
 	size := max(len(r.buf)*2, need, 4096)
-	size = min(size, r.limit)
-	nb := make([]byte, size)
+	nb := r.pool.get(size)
 	r.copyAt(nb[:r.n], 0)
+	r.pool.put(r.buf)
 	r.buf, r.head = nb, 0
 }
 
@@ -93,6 +134,7 @@ func (r *ring) Discard(n int) {
 // release frees the backing array if the ring is empty.
 func (r *ring) release() {
 	if r.n == 0 {
+		r.pool.put(r.buf)
 		r.buf, r.head = nil, 0
 	}
 }

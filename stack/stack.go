@@ -150,6 +150,7 @@ type Stack struct {
 	ackList     []*tcb      // connections owing an ACK at the end of an input batch
 	scratch     []byte      // payload assembly when the send ring wraps
 	sackScratch []seqRange
+	bufs        bufPool
 	closed      bool
 
 	// Output: packets produced under mu, written by one flusher at a time.
@@ -206,6 +207,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	s.rng = mrand.New(mrand.NewChaCha8(seed))
 	s.reasm.init(s)
+	s.bufs.maxBytes = 64 << 20
 	s.scratch = make([]byte, 0, 65536)
 	if !cfg.Manual {
 		s.timer = time.AfterFunc(time.Hour, s.onTimer)

@@ -67,13 +67,20 @@ type tcb struct {
 	totalRetx int
 
 	// Congestion control (RFC 5681, RFC 6582 NewReno, RFC 6675 SACK).
-	cc           congestionControl
-	cwnd         uint32
-	ssthresh     uint32
-	dupAcks      int
-	recover      seg.Seq
-	inRecovery   bool
-	rtoRecovery  bool // retransmitting after a timeout until SND.UNA passes recover
+	cc             congestionControl
+	cwnd           uint32
+	ssthresh       uint32
+	dupAcks        int
+	recover        seg.Seq
+	inRecovery     bool
+	rtoRecovery    bool // retransmitting after a timeout until SND.UNA passes recover
+	tlpPending     bool // the retransmission timer is armed as a tail-loss probe
+	tlpOutstanding bool // a probe was sent and no ACK has advanced SND.UNA since
+	// Spurious-timeout undo (Eifel detection, RFC 3522).
+	undoValid    bool
+	undoCwnd     uint32
+	undoSsthresh uint32
+	rtoTSval     uint32 // TSval of the first retransmission after the timeout
 	lastSend     timers.Instant
 	sackOK       bool
 	sb           scoreboard
@@ -130,8 +137,8 @@ func (s *Stack) newTCB(key uint64, remote netip.AddrPort, lport uint16, now time
 		local:   netip.AddrPortFrom(s.addr, lport),
 		remote:  remote,
 		created: now,
-		snd:     newRing(s.cfg.SendBuf),
-		rcv:     newRing(s.cfg.RecvBuf),
+		snd:     newRing(s.cfg.SendBuf, &s.bufs),
+		rcv:     newRing(s.cfg.RecvBuf, &s.bufs),
 		rto:     timers.NewRTO(s.cfg.RTO),
 		nodelay: s.cfg.NoDelay,
 		peerMSS: 536, // RFC 9293 §3.7.1 default when the peer sends no MSS option
