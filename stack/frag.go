@@ -81,7 +81,13 @@ func (r *reassembler) add(ip seg.IPv4) ([]byte, bool) {
 		return nil, false
 	}
 	if !ip.MoreFragments() {
-		if d.total >= 0 && d.total != end {
+		// The last fragment fixes the datagram's length (RFC 791 §3.2);
+		// a different last fragment, or a piece already held beyond
+		// that end, makes the datagram inconsistent. Without the second
+		// check such a stray piece would be counted towards the total and
+		// glued on in place of a missing one.
+		if (d.total >= 0 && d.total != end) ||
+			(len(d.pieces) > 0 && d.pieces[len(d.pieces)-1].off+len(d.pieces[len(d.pieces)-1].data) > end) {
 			r.drop(d)
 			s.ctr.ReasmFails++
 			return nil, false

@@ -226,6 +226,15 @@ func (t *tcb) arrives(sg *seg.Segment) {
 			t.sendSynAck()
 			return
 		}
+		if f.Has(seg.SYN) && t.state != SynReceived {
+			// RFC 5961 §4.2: a SYN on a synchronized connection draws a
+			// (rate-limited) challenge ACK "irrespective of the sequence
+			// number", so an off-window SYN flood cannot make us send an
+			// ACK per SYN.
+			s.ctr.TCPSYNChallenge++
+			t.challengeAck()
+			return
+		}
 		if end := sg.Seq.Add(uint32(len(sg.Payload))); len(sg.Payload) > 0 && end.LessEq(t.rcvNxt) {
 			// Data we had already acknowledged came again: our ACK was
 			// lost or late (Linux's TCPDelayAckLost shows this). Tell

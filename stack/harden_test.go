@@ -1,0 +1,659 @@
+package stack
+
+// Hardening tests (issue 7): malformed and hostile input against a stack
+// with a live connection. Every case checks three things: nothing panics,
+// the counter that names the rejection moves, and a transfer running on the
+// attacked connection at the same time finishes byte-exact.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"utcp/seg"
+	"utcp/timers"
+	"utcp/tun/tuntest"
+)
+
+// raw describes one hand-built IPv4 packet; unlike seg.Segment.AppendTo it
+// can write every field wrong on purpose.
+type raw struct {
+	src, dst     netip.Addr
+	proto        uint8 // 0 means TCP
+	ipOpts       []byte
+	ihl          int  // IHL in words; 0 means computed
+	totalLen     int  // 0 means computed; -1 means computed minus one
+	fragOff      int  // bytes, multiple of 8
+	mf           bool // more fragments
+	id           uint16
+	badIPCsum    bool
+	sport, dport uint16
+	seq, ack     uint32
+	flags        seg.Flags
+	window       uint16
+	urgent       uint16
+	tcpOpts      []byte // raw, padded by the caller
+	dataOff      int    // words; 0 means computed
+	payload      []byte
+	badTCPCsum   bool
+	l4           []byte // when set, the IP payload verbatim (fragments, other protocols)
+}
+
+func (r raw) bytes() []byte {
+	proto := r.proto
+	if proto == 0 {
+		proto = seg.ProtoTCP
+	}
+	l4 := r.l4
+	if l4 == nil && proto == seg.ProtoTCP {
+		off := 20 + len(r.tcpOpts)
+		l4 = make([]byte, off, off+len(r.payload))
+		binary.BigEndian.PutUint16(l4[0:], r.sport)
+		binary.BigEndian.PutUint16(l4[2:], r.dport)
+		binary.BigEndian.PutUint32(l4[4:], r.seq)
+		binary.BigEndian.PutUint32(l4[8:], r.ack)
+		do := off / 4
+		if r.dataOff != 0 {
+			do = r.dataOff
+		}
+		l4[12] = byte(do << 4)
+		l4[13] = byte(r.flags)
+		binary.BigEndian.PutUint16(l4[14:], r.window)
+		binary.BigEndian.PutUint16(l4[18:], r.urgent)
+		copy(l4[20:], r.tcpOpts)
+		l4 = append(l4, r.payload...)
+		sum := seg.PseudoHeaderSum(r.src, r.dst, seg.ProtoTCP, len(l4))
+		cs := ^seg.Checksum(l4, sum)
+		if r.badTCPCsum {
+			cs ^= 0x5a5a
+		}
+		binary.BigEndian.PutUint16(l4[16:], cs)
+	}
+	hl := 20 + len(r.ipOpts)
+	p := make([]byte, hl, hl+len(l4))
+	ihl := hl / 4
+	if r.ihl != 0 {
+		ihl = r.ihl
+	}
+	p[0] = 0x40 | byte(ihl&0x0f)
+	tl := hl + len(l4)
+	switch {
+	case r.totalLen > 0:
+		tl = r.totalLen
+	case r.totalLen < 0:
+		tl--
+	}
+	binary.BigEndian.PutUint16(p[2:], uint16(tl))
+	binary.BigEndian.PutUint16(p[4:], r.id)
+	fo := uint16(r.fragOff / 8)
+	if r.mf {
+		fo |= 0x2000
+	}
+	binary.BigEndian.PutUint16(p[6:], fo)
+	p[8] = 64
+	p[9] = proto
+	s4, d4 := r.src.As4(), r.dst.As4()
+	copy(p[12:], s4[:])
+	copy(p[16:], d4[:])
+	copy(p[20:], r.ipOpts)
+	// The checksum covers what IHL says, when that lies inside the buffer.
+	if n := min(ihl*4, len(p)); n >= 20 {
+		cs := ^seg.Checksum(p[:n], 0)
+		if r.badIPCsum {
+			cs ^= 0x5a5a
+		}
+		binary.BigEndian.PutUint16(p[10:], cs)
+	}
+	return append(p, l4...)
+}
+
+// optMSS etc. build raw option bytes.
+func optMSS(v uint16) []byte { return []byte{2, 4, byte(v >> 8), byte(v)} }
+func optWS(v uint8) []byte   { return []byte{1, 3, 3, v} }
+func optTS(a, b uint32) []byte {
+	o := []byte{1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(o[4:], a)
+	binary.BigEndian.PutUint32(o[8:], b)
+	return o
+}
+func optSACK(blocks ...uint32) []byte {
+	o := []byte{1, 1, 5, byte(2 + 4*len(blocks))}
+	for _, b := range blocks {
+		o = binary.BigEndian.AppendUint32(o, b)
+	}
+	return o
+}
+
+// live is what a malformed case needs to know about the attacked
+// connection: its 4-tuple and its sequence variables right now.
+type live struct {
+	peer, self   netip.AddrPort
+	rcvNxt       uint32 // the next byte the attacked stack expects
+	sndUna, sndN uint32 // what the attacked stack has sent
+}
+
+// base returns a valid in-window pure ACK for the connection; cases change it.
+func (l live) base() raw {
+	return raw{src: l.peer.Addr(), dst: l.self.Addr(), sport: l.peer.Port(), dport: l.self.Port(),
+		seq: l.rcvNxt, ack: l.sndUna, flags: seg.ACK, window: 1024}
+}
+
+type malCase struct {
+	name    string
+	rfc     string
+	counter string // must move by at least one
+	pkts    func(l live) [][]byte
+}
+
+func one(f func(l live) raw) func(l live) [][]byte {
+	return func(l live) [][]byte { return [][]byte{f(l).bytes()} }
+}
+
+func malformedCases() []malCase {
+	junk := make([]byte, 2000)
+	for i := range junk {
+		junk[i] = byte(i * 7)
+	}
+	return []malCase{
+		// TCP options (RFC 9293 §3.1: option-length counts kind and length
+		// and must stay inside the data offset; seg rejects the segment).
+		{"opt len 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 0, 0, 0}; return r })},
+		{"opt len 1", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 1, 0, 0}; return r })},
+		{"opt past header", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 8, 10}; return r })},
+		{"opt missing length byte", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 1, 8}; return r })},
+		// Data offset (RFC 9293 §3.1: at least 5 words, within the segment).
+		{"data offset 4", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.dataOff = 4; return r })},
+		{"data offset 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw {
+			r := l.base()
+			r.dataOff = 0x0
+			r.tcpOpts = nil
+			r.dataOff = 16
+			r.payload = nil
+			return r
+		})},
+		{"data offset past packet", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.dataOff = 15; return r })},
+		// IPv4 header (RFC 791 §3.1, RFC 1122 §3.2.1: silently discard).
+		{"ip total length > packet", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.totalLen = 1400; return r })},
+		{"ip total length < header", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.totalLen = 12; return r })},
+		{"ip total length cuts TCP", "RFC 791 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.totalLen = -1; return r })},
+		{"ihl 4", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.ihl = 4; return r })},
+		{"ihl 0", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.ihl = 0xf0 >> 4 & 0; r.ihl = 16; return r })},
+		{"ihl past packet", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte {
+			p := l.base().bytes()[:20]
+			p[0] = 0x4f
+			binary.BigEndian.PutUint16(p[2:], 20)
+			return [][]byte{p}
+		}},
+		{"ip options bad length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.ipOpts = []byte{0x83, 0xff, 0, 0}; return r })},
+		{"ip options zero length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.ipOpts = []byte{0x44, 0, 1, 1}; return r })},
+		{"bad ip checksum", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.badIPCsum = true; return r })},
+		{"bad tcp checksum", "RFC 9293 §3.1", "InCsumErrors", one(func(l live) raw { r := l.base(); r.payload = []byte("evil"); r.badTCPCsum = true; return r })},
+		// MSS outside a SYN is ignored (RFC 9293 §3.7.1: only in SYNs);
+		// the wrong length is an option error.
+		{"mss 0", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(0); return r })},
+		{"mss 1", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(1); return r })},
+		{"mss 8", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(8); return r })},
+		{"mss 40", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(40); return r })},
+		{"mss 65535", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(65535); return r })},
+		{"mss wrong length", "RFC 9293 §3.7.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{2, 3, 5, 1}; return r })},
+		// Urgent pointer: accepted and ignored (RFC 6093 §4; data inline).
+		{"urgent past segment", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.flags |= seg.URG; r.urgent = 65535; return r })},
+		{"urgent 0 with URG", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.flags |= seg.URG; return r })},
+		// Window scale outside a SYN is ignored (RFC 7323 §2.2), any value.
+		{"wscale 15", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optWS(15); return r })},
+		{"wscale 255", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optWS(255); return r })},
+		// SACK (RFC 2018 §3; RFC 6675 §5 uses only blocks above SND.UNA).
+		{"sack wrong length", "RFC 2018 §3", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0}; return r })},
+		{"sack reversed", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optSACK(l.sndUna+100, l.sndUna+50); return r })},
+		{"sack wrapped", "RFC 2018 §3", "InSegs", one(func(l live) raw {
+			r := l.base()
+			r.tcpOpts = optSACK(l.sndUna+0x7fffffff, l.sndUna+0x80000010)
+			return r
+		})},
+		{"sack outside window", "RFC 2018 §3", "InSegs", one(func(l live) raw {
+			r := l.base()
+			r.tcpOpts = optSACK(l.sndN+1000, l.sndN+2000, l.sndUna-5000, l.sndUna-4000)
+			return r
+		})},
+		{"sack below una", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optSACK(l.sndUna-100, l.sndUna); return r })},
+		// Timestamps (RFC 7323 §3: length 10).
+		{"ts wrong length", "RFC 7323 §3", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 8, 0, 0, 0, 0, 0, 0}; return r })},
+		// Flag combinations (RFC 9293 §3.10.7.4; RFC 5961 §3.2, §4.2).
+		{"SYN|FIN", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.flags = seg.SYN | seg.FIN; return r })},
+		{"SYN|RST", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.seq++; r.flags = seg.SYN | seg.RST; return r })},
+		{"no flags", "RFC 9293 §3.10.7.4", "InSegs", one(func(l live) raw { r := l.base(); r.flags = 0; r.payload = []byte("nope"); return r })},
+		{"all flags", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.seq += 7; r.flags = 0xff; return r })},
+		{"RST with data", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw {
+			r := l.base()
+			r.seq += 3
+			r.flags = seg.RST | seg.ACK
+			r.payload = []byte("bye")
+			return r
+		})},
+		{"SYN in window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.seq += 10; r.flags = seg.SYN; return r })},
+		{"SYN out of window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.seq += 1 << 31; r.flags = seg.SYN; return r })},
+		{"RST out of window", "RFC 5961 §3.2", "InSegs", one(func(l live) raw { r := l.base(); r.seq -= 1 << 30; r.flags = seg.RST; return r })},
+		// Sequence numbers around 2^32 (RFC 9293 §3.4 modular arithmetic).
+		{"seq rcvnxt-1 wrap", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.seq = l.rcvNxt - 1 - 1<<31; r.payload = []byte("x"); return r })},
+		{"seq 0xffffffff", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.seq = 0xffffffff; r.payload = []byte("xy"); return r })},
+		{"ack far ahead", "RFC 5961 §5.2", "InSegs", one(func(l live) raw { r := l.base(); r.ack = l.sndN + 1<<30; r.payload = []byte("z"); return r })},
+		{"ack too old", "RFC 5961 §5.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.ack = l.sndUna - 1<<30; r.payload = []byte("old"); return r })},
+		// Other protocols and addresses (RFC 1122 §3.2.1.3, §3.2.1.8).
+		{"ipv6", "RFC 8200", "InIPv6", func(l live) [][]byte { p := make([]byte, 60); p[0] = 0x60; return [][]byte{p} }},
+		{"unknown protocol", "RFC 1122 §3.2.1", "InUnknownProtos", one(func(l live) raw { r := l.base(); r.proto = 253; r.l4 = []byte("hello"); return r })},
+		{"version 5", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { p := l.base().bytes(); p[0] = 0x55; return [][]byte{p} }},
+		{"broadcast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"zero source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("0.0.0.0"); return r })},
+		{"loopback source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("127.0.0.1"); return r })},
+		{"multicast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("224.0.0.1"); return r })},
+		{"LAND src==dst", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw {
+			r := l.base()
+			r.src, r.sport = l.self.Addr(), l.self.Port()
+			r.flags = seg.SYN
+			return r
+		})},
+		{"broadcast destination", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.dst = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"zero length", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{{}} }},
+		{"one byte", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{{0x45}} }},
+		// A packet longer than 65535 bytes: the total-length field rules
+		// and the rest is link padding (RFC 791 §3.1), so the segment in
+		// it is processed normally and nothing reads past it.
+		{"oversize packet", "RFC 791 §3.1", "InSegs", func(l live) [][]byte {
+			p := make([]byte, 65535+100)
+			copy(p, l.base().bytes())
+			return [][]byte{p}
+		}},
+		{"junk", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{junk} }},
+		{"port 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.sport = 0; return r })},
+		// Fragments (RFC 791 §3.2; RFC 5722-style overlap rejection as
+		// Linux applies to IPv4 since FragmentSmack).
+		{"fragment tiny", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.l4 = []byte{1, 2, 3}; r.mf = true; r.id = 1; return r })},
+		{"fragment overlap", "RFC 791 §3.2", "ReasmFails", func(l live) [][]byte {
+			a := l.base()
+			a.l4, a.mf, a.id = bytes.Repeat([]byte{1}, 16), true, 2
+			b := a
+			b.fragOff = 8
+			return [][]byte{a.bytes(), b.bytes()}
+		}},
+		{"fragment past 65535", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.l4 = make([]byte, 64); r.fragOff = 65528; r.id = 3; return r })},
+		{"fragment stray past last", "RFC 791 §3.2", "ReasmFails", func(l live) [][]byte {
+			// A piece beyond the end the last fragment declares must not
+			// be glued on: [200,208) then [0,8) then the last [8,16).
+			a := l.base()
+			a.id, a.mf, a.l4, a.fragOff = 4, true, make([]byte, 8), 200
+			b := a
+			b.fragOff = 0
+			c := a
+			c.mf, c.fragOff = false, 8
+			return [][]byte{a.bytes(), b.bytes(), c.bytes()}
+		}},
+		{"fragment never completed", "RFC 791 §3.2", "ReasmReqds", one(func(l live) raw { r := l.base(); r.l4 = make([]byte, 64); r.mf = true; r.id = 5; return r })},
+	}
+}
+
+// counterDelta returns after-before for name, failing on an unknown name.
+func counterDelta(t *testing.T, before, after Counters, name string) uint64 {
+	t.Helper()
+	b, ok1 := before.Get(name)
+	a, ok2 := after.Get(name)
+	if !ok1 || !ok2 {
+		t.Fatalf("no counter %q", name)
+	}
+	return a - b
+}
+
+// streamByte is the transfer's deterministic content at offset i.
+func streamByte(i int64) byte { return byte(i*31 + i>>9) }
+
+// pacedTransfer writes a deterministic stream from w to r in small paced
+// chunks until stop is closed, so the transfer really runs while a test
+// injects; it returns a channel that reports an error or nil once every
+// byte has arrived intact.
+func pacedTransfer(w, r *Conn, stop <-chan struct{}) <-chan error {
+	done := make(chan error, 2)
+	var sent int64
+	go func() {
+		buf := make([]byte, 3000)
+		for {
+			select {
+			case <-stop:
+				done <- w.CloseWrite()
+				return
+			default:
+			}
+			for i := range buf {
+				buf[i] = streamByte(sent + int64(i))
+			}
+			if _, err := w.Write(buf); err != nil {
+				done <- err
+				return
+			}
+			sent += int64(len(buf))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res := make(chan error, 1)
+	go func() {
+		var got int64
+		buf := make([]byte, 4096)
+		var err error
+		for {
+			var n int
+			n, err = r.Read(buf)
+			for i := 0; i < n; i++ {
+				if buf[i] != streamByte(got+int64(i)) {
+					res <- fmt.Errorf("byte %d corrupted", got+int64(i))
+					return
+				}
+			}
+			got += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		if err != io.EOF {
+			res <- fmt.Errorf("read after %d bytes: %v", got, err)
+			return
+		}
+		if werr := <-done; werr != nil {
+			res <- werr
+			return
+		}
+		if got != sent || got == 0 {
+			res <- fmt.Errorf("received %d bytes, sent %d", got, sent)
+			return
+		}
+		res <- nil
+	}()
+	return res
+}
+
+func liveOf(c *Conn) live {
+	in := c.Info()
+	return live{peer: in.Remote, self: in.Local, rcvNxt: in.RcvNxt, sndUna: in.SndUna, sndN: in.SndMax}
+}
+
+// TestHardenMalformed injects every malformed case into the server stack of
+// a connection that is transferring both ways, 600 ms apart (longer than
+// the challenge-ACK rate limit, so each case's ACK is observable).
+func TestHardenMalformed(t *testing.T) {
+	for _, c := range malformedCases() {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &tuntest.Faults{Seed: 7, Delay: time.Millisecond}
+				p := newPair(t, pairOpts{faults: f})
+				ln, err := p.b.Listen(80, 8)
+				if err != nil {
+					t.Fatal(err)
+				}
+				client, server := dialAccept(t, p, ln)
+				stop := make(chan struct{})
+				up := pacedTransfer(client, server, stop)
+				down := pacedTransfer(server, client, stop)
+				time.Sleep(300 * time.Millisecond) // data in flight both ways
+				for round := 0; round < 3; round++ {
+					l := liveOf(server)
+					before := p.b.Counters()
+					for _, pkt := range c.pkts(l) {
+						p.b.Inject(pkt)
+					}
+					after := p.b.Counters()
+					if d := counterDelta(t, before, after, c.counter); d == 0 {
+						t.Errorf("%s (%s): counter %s did not move", c.name, c.rfc, c.counter)
+					}
+					if d := counterDelta(t, before, after, "InSegs"); d > 0 && c.counter != "InSegs" && c.counter != "TCPChallengeACK" && c.counter != "TCPSYNChallenge" && c.name != "port 0" {
+						t.Errorf("%s: rejected packet counted as %d InSegs", c.name, d)
+					}
+					time.Sleep(600 * time.Millisecond)
+				}
+				close(stop)
+				for _, ch := range []<-chan error{up, down} {
+					if err := <-ch; err != nil {
+						t.Fatalf("%s: transfer: %v", c.name, err)
+					}
+				}
+				for _, s := range []*Stack{p.a, p.b} {
+					if n := s.Counters().EstabResets; n != 0 {
+						t.Fatalf("EstabResets %d", n)
+					}
+				}
+				client.Close()
+				server.Close()
+			})
+		})
+	}
+}
+
+// RFC 5961 §4.2: a SYN outside the window draws the same rate-limited
+// challenge ACK as one inside it, so a SYN flood at random sequence numbers
+// gets at most two ACKs a second back.
+func TestHardenSYNOutOfWindowChallenge(t *testing.T) {
+	f := newFixture(t)
+	f.established(1000)
+	f.in(SYN, seq(1000+1<<31))
+	f.out(ACK, seq(1), ack(1001))
+	for i := uint32(0); i < 50; i++ {
+		f.in(SYN, seq(i*0x01000193))
+		f.in(SYN|ACK, seq(1000+1<<30+i), ack(i))
+	}
+	f.noOutput()
+	f.counter("TCPSYNChallenge", 101)
+	f.counter("TCPChallengeACK", 1)
+	f.state(Established)
+	f.advance(600 * time.Millisecond)
+	f.in(SYN, seq(5))
+	f.out(ACK, seq(1), ack(1001))
+	f.counter("TCPChallengeACK", 2)
+}
+
+// RFC 5961 §5.2: data whose ACK field is older than SND.UNA - MAX.SND.WND
+// is dropped (not delivered) and answered by a challenge ACK; data
+// acknowledging what was never sent is dropped too (RFC 9293 §3.10.7.4).
+func TestHardenACKValidity(t *testing.T) {
+	f := newFixture(t)
+	c := f.established(1000)
+	f.in(ACK|PSH, seq(1001), ack(0xfff00001), data("blind"))
+	f.out(ACK, seq(1), ack(1001))
+	f.counter("TCPChallengeACK", 1)
+	f.in(ACK|PSH, seq(1001), ack(1<<20), data("ahead"))
+	f.out(ACK, seq(1), ack(1001))
+	if got := f.available(); got != "" {
+		t.Fatalf("delivered %q from segments with invalid ACK fields", got)
+	}
+	f.in(ACK|PSH, seq(1001), ack(1), data("ok"))
+	if got := f.available(); got != "ok" {
+		t.Fatalf("valid data: got %q", got)
+	}
+	_ = c
+}
+
+// ISNs (RFC 6528 §3): ISN = M + F(4-tuple, secret). Different secrets give
+// unrelated ISNs for the same 4-tuple; one secret gives a later, larger ISN
+// for the same 4-tuple; neighbouring 4-tuples' ISNs are unrelated.
+func TestHardenISN(t *testing.T) {
+	mk := func(seed uint64) *Stack {
+		s, err := New(Config{Manual: true, Clock: &timers.ManualClock{}, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s1, s2 := mk(11), mk(12)
+	ra := [4]byte{198, 18, 0, 1}
+	const n = 2000
+	now := timers.Instant(0).Add(time.Second)
+	same, diffs := 0, make(map[uint32]int)
+	var prev seg.Seq
+	for i := 0; i < n; i++ {
+		k := connKey(ra, uint16(40000+i), 80)
+		a, b := s1.isn(k, now), s2.isn(k, now)
+		if a == b {
+			same++
+		}
+		// Consecutive ports: the difference must not be constant.
+		if i > 0 {
+			diffs[uint32(a-prev)]++
+		}
+		prev = a
+		// Same tuple, later: larger (modulo 2^32), by about 250 per ms.
+		later := s1.isn(k, now.Add(time.Millisecond))
+		if d := later.Sub(a); d != 250 {
+			t.Fatalf("ISN of the same 4-tuple 1 ms later moved by %d, want 250 (4 µs clock)", d)
+		}
+	}
+	if same > 1 {
+		t.Fatalf("%d of %d 4-tuples got the same ISN under different secrets", same, n)
+	}
+	if len(diffs) < n-10 {
+		t.Fatalf("ISN differences between neighbouring ports repeat: %d distinct of %d", len(diffs), n-1)
+	}
+	// Bits are balanced: each of the 32 bits is set in 40-60% of ISNs.
+	var ones [32]int
+	for i := 0; i < n; i++ {
+		v := uint32(s1.isn(connKey(ra, uint16(i), 443), now))
+		for b := 0; b < 32; b++ {
+			ones[b] += int(v >> b & 1)
+		}
+	}
+	for b, c := range ones {
+		if c < n*4/10 || c > n*6/10 {
+			t.Fatalf("ISN bit %d set in %d of %d", b, c, n)
+		}
+	}
+	// Timestamp offsets (RFC 7323 §7.1) differ per 4-tuple.
+	offs := make(map[uint32]bool)
+	for i := 0; i < 1000; i++ {
+		offs[s1.tsOffsetFor(connKey(ra, uint16(50000+i), 80))] = true
+	}
+	if len(offs) < 999 {
+		t.Fatalf("only %d distinct timestamp offsets for 1000 4-tuples", len(offs))
+	}
+}
+
+// Ephemeral ports are random (RFC 6056 §3.3.1): successive active opens
+// to one destination do not use sequential ports, and a stack seeded
+// differently picks different ones.
+func TestHardenEphemeralPorts(t *testing.T) {
+	ports := func(seed uint64) []uint16 {
+		s, err := New(Config{Manual: true, Clock: &timers.ManualClock{}, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var out []uint16
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i := 0; i < 200; i++ {
+			tc, err := s.connect(0, netip.MustParseAddrPort("198.18.0.1:80"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, tc.local.Port())
+		}
+		return out
+	}
+	a, b := ports(21), ports(22)
+	seqn, same := 0, 0
+	for i := range a {
+		if i > 0 && a[i] == a[i-1]+1 {
+			seqn++
+		}
+		if a[i] == b[i] {
+			same++
+		}
+	}
+	if seqn > 20 || same > 5 {
+		t.Fatalf("ephemeral ports predictable: %d sequential, %d equal across seeds (%v...)", seqn, same, a[:8])
+	}
+}
+
+// blindInjector spoofs packets from the client's address and port into the
+// server stack: RST, SYN and data with random sequence and ACK numbers, as
+// an off-path attacker who knows the 4-tuple but not the sequence space
+// (RFC 5961 §1). It returns how many of each kind it sent.
+func blindInjector(s *Stack, peer, self netip.AddrPort, n int, seed uint64) (rsts, syns, datas int) {
+	r := rand.New(rand.NewPCG(seed, 0x5961))
+	payload := []byte("INJECTED")
+	for i := 0; i < n; i++ {
+		sg := seg.Segment{Src: peer.Addr(), Dst: self.Addr(), SrcPort: peer.Port(), DstPort: self.Port(),
+			Seq: seg.Seq(r.Uint32()), Ack: seg.Seq(r.Uint32()), Window: uint16(r.Uint32())}
+		switch i % 3 {
+		case 0:
+			sg.Flags = seg.RST
+			if r.IntN(2) == 0 {
+				sg.Flags |= seg.ACK
+			}
+			rsts++
+		case 1:
+			sg.Flags = seg.SYN
+			syns++
+		case 2:
+			sg.Flags = seg.ACK | seg.PSH
+			sg.Payload = payload
+			datas++
+		}
+		s.Inject(sg.AppendTo(nil))
+		if i%64 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return
+}
+
+// 100,000 blind RST/SYN/data injections (random seq and ack, correct
+// ports) against an established connection that is transferring: no reset
+// (RFC 5961 §3, §4), no injected byte in the stream (§5), and challenge
+// ACKs stay rate-limited.
+func TestHardenBlindInjection(t *testing.T) {
+	const n = 100_000
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, pairOpts{faults: &tuntest.Faults{Seed: 3, Delay: time.Millisecond}})
+		ln, err := p.b.Listen(80, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, server := dialAccept(t, p, ln)
+		stop := make(chan struct{})
+		up := pacedTransfer(client, server, stop)
+		down := pacedTransfer(server, client, stop)
+		time.Sleep(100 * time.Millisecond)
+		before := p.b.Counters()
+		start := time.Now()
+		rsts, syns, datas := blindInjector(p.b, client.Info().Local, server.Info().Local, n, 99)
+		elapsed := time.Since(start)
+		after := p.b.Counters()
+		if st := server.Info().State; st != Established {
+			t.Fatalf("server state %v after injections", st)
+		}
+		close(stop)
+		for _, ch := range []<-chan error{up, down} {
+			if err := <-ch; err != nil {
+				t.Fatalf("transfer: %v", err)
+			}
+		}
+		if e := p.b.Counters().EstabResets + p.a.Counters().EstabResets; e != 0 {
+			t.Fatalf("EstabResets %d", e)
+		}
+		chal := counterDelta(t, before, after, "TCPChallengeACK")
+		synChal := counterDelta(t, before, after, "TCPSYNChallenge")
+		out := counterDelta(t, before, after, "OutSegs")
+		t.Logf("%d injections (%d RST, %d SYN, %d data) over %v virtual: TCPChallengeACK +%d, TCPSYNChallenge +%d, OutSegs +%d (incl. the transfer)",
+			n, rsts, syns, datas, elapsed, chal, synChal, out)
+		// Rate limit: at most one challenge ACK per 500 ms.
+		if limit := uint64(elapsed/(500*time.Millisecond)) + 1; chal > limit {
+			t.Fatalf("%d challenge ACKs in %v, limit %d", chal, elapsed, limit)
+		}
+		if synChal != uint64(syns) {
+			t.Fatalf("TCPSYNChallenge +%d for %d SYNs", synChal, syns)
+		}
+		client.Close()
+		server.Close()
+	})
+}
