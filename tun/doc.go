@@ -1,5 +1,6 @@
 // Package tun opens and drives a Linux TUN device: one IP packet per read or
-// write, no packet-information header (IFF_TUN|IFF_NO_PI), configured through
+// write, no packet-information header (IFF_TUN|IFF_NO_PI), optionally with
+// checksum and segmentation offloads (IFF_VNET_HDR), configured through
 // rtnetlink (address, MTU, link up) without shelling out to ip(8).
 //
 // The package knows nothing of TCP or of any other utcp package; *Device has
@@ -23,6 +24,20 @@
 //     buffer is exactly one write(2), which the kernel treats atomically, so
 //     concurrent callers never interleave bytes of different packets.
 //   - Every error from Open names what failed and what to do about it.
+//   - With Config.Offload (and Device.Offload reporting true) the descriptor
+//     carries a struct virtio_net_hdr before every packet, but callers never
+//     see it: ReadPackets returns plain IP packets whose transport checksums
+//     are complete (NEEDS_CSUM finished in software) and whose IPv4 total
+//     length covers the whole packet, which for a TCP super-packet (GSO) may
+//     be up to 64 KiB, far above the MTU; buffers for it must hold 65535
+//     bytes or such packets are dropped and counted as truncated.
+//     WritePackets sends the same bytes the caller gave, except that runs of
+//     consecutive same-flow TCP segments the kernel could re-cut exactly
+//     (coalesceRun) go out as one GSO write; anything else is written alone
+//     and unchanged. Offload copies no payload byte and, in steady state,
+//     allocates nothing.
+//   - If the kernel refuses the offloads, Open falls back to the plain
+//     device silently; the caller can read Device.Offload and report it.
 //
 // The kernel may queue packets the stack did not ask for (IPv6 router
 // solicitations, MLD reports when the link comes up); ReadPackets returns them

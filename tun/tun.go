@@ -37,6 +37,14 @@ type Config struct {
 	Name     string       // interface name; default "utcp0"; may hold one "%d" for the kernel to number
 	HostAddr netip.Prefix // host side address, e.g. 198.18.0.1/24; the zero Prefix sets no address
 	MTU      int          // default 1500
+
+	// Offload opens the device with IFF_VNET_HDR and asks for checksum and
+	// TCP segmentation offloads (TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6): reads
+	// may then return TCP/IPv4 segments of up to 64 KiB, and WritePackets
+	// coalesces runs of segments into GSO writes (see offload_write.go).
+	// If the kernel refuses, the device opens without offloads and
+	// Device.Offload reports false.
+	Offload bool
 }
 
 // Device is an open TUN device. Its methods are safe for concurrent use.
@@ -46,7 +54,8 @@ type Device struct {
 	file *os.File
 	rc   syscall.RawConn
 
-	closed atomic.Bool
+	closed  atomic.Bool
+	offload bool // IFF_VNET_HDR with TUNSETOFFLOAD accepted
 
 	r reader
 	w writer
@@ -87,6 +96,18 @@ func Open(cfg Config) (*Device, error) {
 		return nil, errNoTunDevice
 	}
 
+	if cfg.Offload {
+		file, name, err := openVnet(cfg.Name)
+		switch {
+		case err == nil:
+			return openFile(cfg, file, name, true)
+		case err != errOffloadRefused:
+			return nil, openError(cfg.Name, err)
+		}
+		// Refused: the descriptor is closed and the interface gone; open
+		// it again the ordinary way.
+	}
+
 	// water opens /dev/net/tun with O_NONBLOCK, issues TUNSETIFF with
 	// IFF_TUN|IFF_NO_PI and clears TUNSETPERSIST, so the interface dies with
 	// the descriptor. Because the descriptor is already non-blocking,
@@ -104,9 +125,19 @@ func Open(cfg Config) (*Device, error) {
 		ifce.Close()
 		return nil, fmt.Errorf("tun: water returned a %T, not an *os.File: this package needs the descriptor to poll it", ifce.ReadWriteCloser)
 	}
-	d := &Device{name: ifce.Name(), mtu: cfg.MTU, file: file}
+	return openFile(cfg, file, ifce.Name(), false)
+}
+
+// openFile finishes Open on an attached TUN descriptor.
+func openFile(cfg Config, file *os.File, name string, offload bool) (*Device, error) {
+	d := &Device{name: name, mtu: cfg.MTU, file: file, offload: offload}
 	d.r.fn = d.r.read
 	d.w.fn = d.w.write
+	if offload {
+		d.r.fn = d.r.readVnet
+		d.w.fn = d.w.writeVnet
+		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
+	}
 	if err := d.init(cfg); err != nil {
 		file.Close()
 		return nil, err
@@ -211,6 +242,13 @@ type reader struct {
 	truncated atomic.Uint64
 	iov       [2]unix.Iovec
 	spare     [1]byte
+
+	// Offload only (offload_read.go).
+	vhdr     [vnetHdrLen]byte
+	iov3     [3]unix.Iovec
+	gsoReads atomic.Uint64
+	csums    atomic.Uint64
+	dropped  atomic.Uint64
 }
 
 // read is the poller callback: it runs with the descriptor held and
@@ -277,7 +315,7 @@ func (d *Device) WritePackets(bufs [][]byte) (int, error) {
 	// ReadPackets for why the state lives in the Device.
 	w := &d.w
 	w.mu.Lock()
-	w.bufs, w.n, w.err = bufs, 0, nil
+	w.bufs, w.n, w.err, w.splitUntil = bufs, 0, nil, 0
 	werr := d.rc.Write(w.fn)
 	n, writeErr := w.n, w.err
 	w.bufs, w.err = nil, nil
@@ -307,6 +345,16 @@ type writer struct {
 	bufs [][]byte
 	n    int
 	err  error
+
+	// Offload only (offload_write.go).
+	iov        []unix.Iovec
+	splitUntil int
+	hdrNone    [vnetHdrLen]byte
+	hdrGSO     [vnetHdrLen]byte
+	head       [maxHeaders]byte
+	gsoWrites  atomic.Uint64
+	coalesced  atomic.Uint64
+	gsoRefused atomic.Uint64
 }
 
 // write is the poller callback for WritePackets. A TUN write is one whole

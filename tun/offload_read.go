@@ -1,0 +1,174 @@
+package tun
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+
+	tcpCsumOff = 16 // offsetof(struct tcphdr, check)
+	udpCsumOff = 6  // offsetof(struct udphdr, check)
+)
+
+// readVnet is the poller callback for ReadPackets on an offload device. It
+// differs from read only in the virtio header in front of each packet,
+// which is read into r.vhdr and then honoured by finishPacket.
+func (r *reader) readVnet(fd uintptr) bool {
+	for r.n < len(r.bufs) {
+		buf := r.bufs[r.n]
+		m, err := r.readv3(fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return r.n > 0
+		case err != nil:
+			r.err = err
+			return true
+		case m > vnetHdrLen+len(buf):
+			// Longer than buf (see read): a super-packet needs a buffer of
+			// 65535 bytes or more.
+			r.truncated.Add(1)
+			continue
+		case m < vnetHdrLen:
+			r.dropped.Add(1)
+			continue
+		}
+		var h vnetHdr
+		h.decode(r.vhdr[:])
+		p := buf[:m-vnetHdrLen]
+		switch finishPacket(&h, p) {
+		case finishDrop:
+			r.dropped.Add(1)
+			continue
+		case finishCsum:
+			r.csums.Add(1)
+		}
+		if h.gsoType != unix.VIRTIO_NET_HDR_GSO_NONE {
+			r.gsoReads.Add(1)
+		}
+		r.sizes[r.n] = len(p)
+		r.n++
+	}
+	return true
+}
+
+// readv3 reads one virtio header into r.vhdr and the packet into buf, plus
+// the spare byte that exposes a packet longer than buf.
+func (r *reader) readv3(fd uintptr, buf []byte) (int, error) {
+	iov := &r.iov3
+	iov[0].Base = &r.vhdr[0]
+	iov[0].SetLen(vnetHdrLen)
+	iov[1] = unix.Iovec{}
+	if len(buf) > 0 {
+		iov[1].Base = &buf[0]
+		iov[1].SetLen(len(buf))
+	}
+	iov[2].Base = &r.spare[0]
+	iov[2].SetLen(len(r.spare))
+	n, _, errno := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	iov[1].Base = nil // do not keep the caller's buffer reachable
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+type finishResult int
+
+const (
+	finishOK   finishResult = iota // deliver as is
+	finishCsum                     // deliver; a partial checksum was completed
+	finishDrop                     // the header cannot be honoured
+)
+
+// finishPacket turns the packet p, read with virtio header h, into an
+// ordinary packet in place: complete checksums, and for an IPv4
+// super-packet a total length covering all of it. The caller then strips
+// nothing more; the header was never in p.
+//
+// Rules (virtio 1.x §5.1.6.2 "Packet Transmission", seen from the device
+// side, and include/linux/virtio_net.h):
+//   - NEEDS_CSUM: the transport checksum at csum_start+csum_offset holds only
+//     the pseudo-header sum; the one's complement of the sum from csum_start
+//     to the end of the packet belongs there.
+//   - gso_type TCPV4 with gso_size: the packet is one TCP segment of up to
+//     64 KiB that a NIC would cut into gso_size pieces. We keep it whole —
+//     the stack accepts segments larger than the MTU — so it needs only a
+//     correct checksum over all of it and a total length saying how long it
+//     is.
+func finishPacket(h *vnetHdr, p []byte) finishResult {
+	if len(p) == 0 {
+		return finishDrop
+	}
+	ihl, v4 := ipv4HeaderLen(p)
+	gso := h.gsoType&^unix.VIRTIO_NET_HDR_GSO_ECN != unix.VIRTIO_NET_HDR_GSO_NONE
+	if v4 && gso {
+		if len(p) > maxIPv4Packet {
+			return finishDrop // cannot be described by an IPv4 total length
+		}
+		if int(binary.BigEndian.Uint16(p[2:4])) != len(p) {
+			binary.BigEndian.PutUint16(p[2:4], uint16(len(p)))
+			ipv4HeaderChecksum(p, ihl)
+		}
+	}
+	partial := h.flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+	if v4 && (partial || gso) && binary.BigEndian.Uint16(p[6:8])&0x3fff == 0 {
+		// The common case, and the robust one: recompute the whole
+		// transport checksum ourselves, pseudo-header included, from the
+		// packet's real length, in one pass.
+		proto := p[9]
+		off := -1
+		switch {
+		case proto == protoTCP && len(p) >= ihl+20:
+			off = tcpCsumOff
+		case proto == protoUDP && len(p) >= ihl+8:
+			off = udpCsumOff
+		}
+		if off >= 0 && (!partial || (int(h.csumStart) == ihl && int(h.csumOffset) == off)) {
+			l4 := p[ihl:]
+			l4[off], l4[off+1] = 0, 0
+			c := ^csumFold(csumAdd(l4, pseudoSum(p, proto, len(l4))))
+			if c == 0 && proto == protoUDP {
+				c = 0xffff // RFC 768: zero means "no checksum"
+			}
+			binary.BigEndian.PutUint16(l4[off:], c)
+			if partial {
+				return finishCsum
+			}
+			return finishOK
+		}
+	}
+	if !partial {
+		return finishOK
+	}
+	// Anything else (IPv6, other protocols): the generic virtio rule.
+	start, at := int(h.csumStart), int(h.csumStart)+int(h.csumOffset)
+	if at+2 > len(p) || start&1 != 0 {
+		return finishDrop
+	}
+	c := ^csumFold(csumAdd(p[start:], 0))
+	if c == 0 && h.csumOffset == udpCsumOff {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(p[at:], c)
+	return finishCsum
+}
+
+// ipv4HeaderLen returns the header length of p if p starts with a plausible
+// IPv4 header (version 4, IHL ≥ 5, header within p).
+func ipv4HeaderLen(p []byte) (int, bool) {
+	if len(p) < 20 || p[0]>>4 != 4 {
+		return 0, false
+	}
+	ihl := int(p[0]&0x0f) * 4
+	if ihl < 20 || ihl > len(p) {
+		return 0, false
+	}
+	return ihl, true
+}
