@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func signalNotify(c chan os.Signal) { signal.Notify(c, syscall.SIGINT, syscall.SIGTERM) }
+
+// figure describes one measured quantity.
+type figure struct {
+	Key, Name, Unit string
+	Higher          bool // higher is better
+}
+
+var figures = []figure{
+	{"upload", "upload, 1 conn (kernel client -> discard)", "MB/s", true},
+	{"download", "download, 1 conn (chargen -> kernel client)", "MB/s", true},
+	{"cpu_up", "stack process CPU per GB uploaded", "CPU s/GB", false},
+	{"cpu_down", "stack process CPU per GB downloaded", "CPU s/GB", false},
+	{"echo_p50", "echo 1-byte round trip p50", "µs", false},
+	{"echo_p99", "echo 1-byte round trip p99", "µs", false},
+	{"cps1", "HTTP Connection: close, 1 client", "conn/s", true},
+	{"cps32", "HTTP Connection: close, 32 clients", "conn/s", true},
+	{"idle_rss", "RSS per idle connection (hold)", "B/conn", false},
+	{"tw_count", "TIME_WAIT entries reached", "entries", true},
+	{"tw_rss", "RSS per TIME_WAIT entry", "B/entry", false},
+	{"tw_kslab", "kernel slab per TIME_WAIT entry (tw_sock_TCP)", "B/entry", false},
+	{"tun_read_pps", "raw TUN read, 1500-byte packets", "pkt/s", true},
+	{"tun_read_mbs", "raw TUN read, 1500-byte packets", "MB/s", true},
+	{"tun_write_pps", "raw TUN write, 1500-byte packets", "pkt/s", true},
+	{"tun_write_mbs", "raw TUN write, 1500-byte packets", "MB/s", true},
+}
+
+// results: figure key -> target -> samples (one per round).
+type results map[string]map[string][]float64
+
+func (r results) add(key, target string, v float64) {
+	if r[key] == nil {
+		r[key] = map[string][]float64{}
+	}
+	r[key][target] = append(r[key][target], v)
+}
+
+type driver struct {
+	o       *options
+	res     results
+	notes   []string
+	log     io.Writer
+	profile bool // utcp serve has --cpuprofile
+}
+
+func (d *driver) logf(format string, args ...any) {
+	fmt.Fprintf(d.log, "bench: "+format+"\n", args...)
+}
+
+// driverMain runs inside the fresh namespace made by parentMain.
+func driverMain(args []string) error {
+	o, err := parseOptions(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := ipCmd("link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	// Room for 10,000 idle client sockets plus the server side of the
+	// kernel target (which inherits this limit).
+	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+		lim.Cur = lim.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+	d := &driver{o: o, res: results{}, log: os.Stderr}
+	if o.cpuprofile != "" && o.only["utcp"] {
+		out, _ := exec.Command(filepath.Join(os.Getenv(envTmp), "utcp"), "serve", "-h").CombinedOutput()
+		d.profile = strings.Contains(string(out), "cpuprofile")
+		if !d.profile {
+			d.note("--cpuprofile ignored: this utcp serve has no --cpuprofile flag")
+			d.logf("--cpuprofile ignored: utcp serve has no such flag")
+		}
+	}
+	began := time.Now()
+	var targets []string
+	for _, t := range allTargets {
+		if o.only[t] {
+			targets = append(targets, t)
+		}
+	}
+	for r := 1; r <= o.rounds && ctx.Err() == nil; r++ {
+		for _, t := range targets {
+			if ctx.Err() != nil {
+				break
+			}
+			d.fastRound(ctx, r, t)
+		}
+	}
+	for r := 1; r <= o.memRounds && ctx.Err() == nil; r++ {
+		for _, t := range targets {
+			if t == "tun" || ctx.Err() != nil {
+				continue
+			}
+			d.memRound(ctx, r, t)
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted")
+	}
+	d.logf("done in %v", time.Since(began).Round(time.Second))
+	if o.json {
+		return d.writeJSON(os.Stdout, time.Since(began))
+	}
+	d.writeTable(os.Stdout)
+	return nil
+}
+
+func (d *driver) note(s string) { d.notes = append(d.notes, s) }
+
+// fastRound measures throughput, CPU, latency and connection rate of one
+// target on a fresh server.
+func (d *driver) fastRound(ctx context.Context, r int, t string) {
+	dur := d.o.duration
+	if t == "tun" {
+		d.logf("round %d/%d tun: raw TUN ceiling ...", r, d.o.rounds)
+		rr, err := rawTUN(ctx, dur)
+		if err != nil {
+			d.logf("round %d tun: %v", r, err)
+			return
+		}
+		d.res.add("tun_read_pps", t, rr.readPPS)
+		d.res.add("tun_read_mbs", t, rr.readPPS*rawPktLen/1e6)
+		d.res.add("tun_write_pps", t, rr.writePPS)
+		d.res.add("tun_write_mbs", t, rr.writePPS*rawPktLen/1e6)
+		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
+		return
+	}
+	so := serverOpts{verbose: d.o.verbose}
+	if t == "utcp" && d.profile {
+		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
+	}
+	s, err := startServer(ctx, t, so)
+	if err != nil {
+		d.logf("round %d %s: %v", r, t, err)
+		return
+	}
+	defer d.stopServer(s)
+	var line []string
+	cpu := func() float64 { v, _ := cpuSeconds(s.pid()); return v }
+
+	c0 := cpu()
+	if mbs, n, err := upload(ctx, dur); err != nil {
+		d.logf("round %d %s upload: %v", r, t, err)
+	} else {
+		c := cpu() - c0
+		d.res.add("upload", t, mbs)
+		d.res.add("cpu_up", t, c/(float64(n)/1e9))
+		line = append(line, fmt.Sprintf("upload %.1f MB/s (%.2f CPU s/GB)", mbs, c/(float64(n)/1e9)))
+	}
+	c0 = cpu()
+	if mbs, n, err := download(ctx, dur); err != nil {
+		d.logf("round %d %s download: %v", r, t, err)
+	} else {
+		c := cpu() - c0
+		d.res.add("download", t, mbs)
+		d.res.add("cpu_down", t, c/(float64(n)/1e9))
+		line = append(line, fmt.Sprintf("download %.1f MB/s (%.2f CPU s/GB)", mbs, c/(float64(n)/1e9)))
+	}
+	if p50, p99, err := echoRTT(ctx, dur); err != nil {
+		d.logf("round %d %s echo: %v", r, t, err)
+	} else {
+		d.res.add("echo_p50", t, p50)
+		d.res.add("echo_p99", t, p99)
+		line = append(line, fmt.Sprintf("echo p50 %.0f µs p99 %.0f µs", p50, p99))
+	}
+	for _, conc := range []int{1, 32} {
+		key := fmt.Sprintf("cps%d", conc)
+		cps, bad, err := httpCPS(ctx, dur, conc)
+		if err != nil {
+			d.logf("round %d %s http x%d: %v", r, t, err)
+			continue
+		}
+		if bad > 0 {
+			d.logf("round %d %s http x%d: %d failed requests", r, t, conc, bad)
+		}
+		d.res.add(key, t, cps)
+		line = append(line, fmt.Sprintf("http x%d %.0f conn/s", conc, cps))
+	}
+	d.logf("round %d/%d %s: %s", r, d.o.rounds, t, strings.Join(line, ", "))
+}
+
+func (d *driver) stopServer(s *server) {
+	s.stop()
+	if d.o.verbose {
+		d.logf("%s output:\n%s", s.name, s.stderr.String())
+	}
+}
+
+// memRound measures RSS per idle connection and per TIME_WAIT entry, each
+// on a fresh server process.
+func (d *driver) memRound(ctx context.Context, r int, t string) {
+	so := serverOpts{longTimeWait: true, verbose: d.o.verbose}
+	if d.o.idle > 0 {
+		s, err := startServer(ctx, t, so)
+		if err != nil {
+			d.logf("mem %d %s: %v", r, t, err)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+		rss0, _ := rssBytes(s.pid())
+		t0 := time.Now()
+		conns, err := openIdle(ctx, d.o.idle, 60*time.Second)
+		if err != nil {
+			d.logf("mem %d %s idle: %v", r, t, err)
+		}
+		time.Sleep(time.Second) // let the server accept the backlog
+		rss1, _ := rssBytes(s.pid())
+		if len(conns) > 0 && err == nil {
+			per := float64(rss1-rss0) / float64(len(conns))
+			d.res.add("idle_rss", t, per)
+			d.logf("mem %d/%d %s: %d idle connections in %v, RSS %d -> %d KiB, %.0f B/conn",
+				r, d.o.memRounds, t, len(conns), time.Since(t0).Round(time.Millisecond), rss0>>10, rss1>>10, per)
+		}
+		closeAll(conns)
+		d.stopServer(s)
+	}
+	if d.o.tw > 0 && ctx.Err() == nil {
+		s, err := startServer(ctx, t, so)
+		if err != nil {
+			d.logf("mem %d %s: %v", r, t, err)
+			return
+		}
+		defer d.stopServer(s)
+		time.Sleep(300 * time.Millisecond)
+		rss0, _ := rssBytes(s.pid())
+		k0, ksize, kerr := slab("tw_sock_TCP")
+		t0 := time.Now()
+		done, err := makeTimeWait(ctx, d.o.tw, d.o.twBudget)
+		if err != nil {
+			d.logf("mem %d %s time-wait: %v", r, t, err)
+		}
+		time.Sleep(time.Second)
+		rss1, _ := rssBytes(s.pid())
+		k1, _, _ := slab("tw_sock_TCP")
+		tw, cerr := s.timeWaitCount()
+		if cerr != nil {
+			d.logf("mem %d %s: counting TIME_WAIT: %v", r, t, cerr)
+			return
+		}
+		d.res.add("tw_count", t, float64(tw))
+		msg := fmt.Sprintf("mem %d/%d %s: %d Connection: close requests in %v, %d TIME_WAIT entries, RSS %d -> %d KiB",
+			r, d.o.memRounds, t, done, time.Since(t0).Round(time.Millisecond), tw, rss0>>10, rss1>>10)
+		if tw > 0 {
+			d.res.add("tw_rss", t, float64(rss1-rss0)/float64(tw))
+			msg += fmt.Sprintf(", %.0f B/entry", float64(rss1-rss0)/float64(tw))
+			if t == "kernel" && kerr == nil {
+				d.res.add("tw_kslab", t, float64((k1-k0)*ksize)/float64(tw))
+				msg += fmt.Sprintf(", kernel slab %.0f B/entry", float64((k1-k0)*ksize)/float64(tw))
+			}
+		}
+		d.logf("%s", msg)
+	}
+}
+
+// stat is median [min-max] of samples.
+type stat struct {
+	Samples          []float64 `json:"samples"`
+	Median, Min, Max float64
+}
+
+func summarize(xs []float64) stat {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	st := stat{Samples: xs, Min: s[0], Max: s[len(s)-1]}
+	if n := len(s); n%2 == 1 {
+		st.Median = s[n/2]
+	} else {
+		st.Median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return st
+}
+
+func (d *driver) writeJSON(w io.Writer, took time.Duration) error {
+	type fig struct {
+		Key     string          `json:"key"`
+		Name    string          `json:"name"`
+		Unit    string          `json:"unit"`
+		Higher  bool            `json:"higher_is_better"`
+		Targets map[string]stat `json:"targets"`
+		Ratio   *float64        `json:"ratio_utcp_gvisor,omitempty"`
+	}
+	out := struct {
+		Rounds    int           `json:"rounds"`
+		MemRounds int           `json:"mem_rounds"`
+		Duration  string        `json:"duration"`
+		Idle      int           `json:"idle_connections"`
+		TW        int           `json:"time_wait_target"`
+		Took      time.Duration `json:"took_ns"`
+		Figures   []fig         `json:"figures"`
+		Notes     []string      `json:"notes,omitempty"`
+	}{d.o.rounds, d.o.memRounds, d.o.duration.String(), d.o.idle, d.o.tw, took, nil, d.notes}
+	for _, f := range figures {
+		byT := d.res[f.Key]
+		if len(byT) == 0 {
+			continue
+		}
+		g := fig{Key: f.Key, Name: f.Name, Unit: f.Unit, Higher: f.Higher, Targets: map[string]stat{}}
+		for t, xs := range byT {
+			g.Targets[t] = summarize(xs)
+		}
+		u, ok1 := g.Targets["utcp"]
+		v, ok2 := g.Targets["gvisor"]
+		if ok1 && ok2 && v.Median != 0 {
+			r := u.Median / v.Median
+			g.Ratio = &r
+		}
+		out.Figures = append(out.Figures, g)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func fmtNum(v float64) string {
+	switch a := max(v, -v); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func cell(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	s := summarize(xs)
+	if len(xs) == 1 {
+		return fmtNum(s.Median)
+	}
+	return fmt.Sprintf("%s [%s–%s]", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
+}
+
+func (d *driver) writeTable(w io.Writer) {
+	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes\n\n",
+		d.o.rounds, d.o.duration, d.o.memRounds)
+	fmt.Fprintln(w, "| figure | unit | utcp | gVisor | kernel (veth) | utcp/gVisor |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	for _, f := range figures {
+		byT := d.res[f.Key]
+		if len(byT) == 0 || strings.HasPrefix(f.Key, "tun_") {
+			continue
+		}
+		ratio := "-"
+		if u, g := byT["utcp"], byT["gvisor"]; len(u) > 0 && len(g) > 0 {
+			if gm := summarize(g).Median; gm != 0 {
+				ratio = fmt.Sprintf("%.2f", summarize(u).Median/gm)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit,
+			cell(byT["utcp"]), cell(byT["gvisor"]), cell(byT["kernel"]), ratio)
+	}
+	if len(d.res["tun_read_pps"]) > 0 {
+		fmt.Fprintln(w, "\nraw TUN ceiling (no stack; one process, 1500-byte IPv4/UDP packets)")
+		fmt.Fprintln(w, "\n| direction | pkt/s | MB/s |")
+		fmt.Fprintln(w, "| --- | --- | --- |")
+		fmt.Fprintf(w, "| read (kernel sendmmsg -> TUN -> process) | %s | %s |\n",
+			cell(d.res["tun_read_pps"]["tun"]), cell(d.res["tun_read_mbs"]["tun"]))
+		fmt.Fprintf(w, "| write (process -> TUN -> kernel socket) | %s | %s |\n",
+			cell(d.res["tun_write_pps"]["tun"]), cell(d.res["tun_write_mbs"]["tun"]))
+	}
+	for _, n := range d.notes {
+		fmt.Fprintln(w, "\nnote:", n)
+	}
+}
