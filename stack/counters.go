@@ -41,6 +41,7 @@ type Counters struct {
 	TCPFastRetrans       uint64 `mib:"TcpExt"`
 	TCPSlowStartRetrans  uint64 `mib:"TcpExt"`
 	TCPLossProbes        uint64 `mib:"TcpExt"`
+	TCPLostRetransmit    uint64 `mib:"TcpExt"`
 	TCPSpuriousRTOs      uint64 `mib:"TcpExt"`
 	TCPSackRecovery      uint64 `mib:"TcpExt"`
 	TCPRenoRecovery      uint64 `mib:"TcpExt"`

@@ -413,6 +413,7 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 	var fresh uint32
 	if t.sackOK && sg.Opts.NumSACK > 0 {
 		fresh = t.takeSACK(sg)
+		t.checkLostRetransmit(ack)
 	}
 	if ack.GreaterThan(t.sndUna) {
 		t.newAck(sg)

@@ -207,6 +207,9 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 		if end := seq.Add(uint32(n)); end.GreaterThan(t.sb.highRxt) {
 			t.sb.highRxt = end
 		}
+		if seq == t.sndUna && t.inRecovery && t.sackOK {
+			t.rxtWatch, t.rxtUna, t.rxtMark = true, seq, t.sndMax
+		}
 	} else {
 		t.rtt.Start(uint32(seq), now)
 	}

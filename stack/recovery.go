@@ -70,20 +70,30 @@ func (t *tcb) dupAck() {
 		return
 	}
 	// Early retransmit (RFC 5827 §3.2): with fewer than four segments
-	// outstanding and nothing new to send, three duplicates can never
-	// come, so fewer suffice.
+	// outstanding and nothing new that may be sent, three duplicates can
+	// never come, so fewer suffice. With SACK, count SACKed segments.
 	dupThresh := 3
-	if segs := (int(t.sndMax.Sub(t.sndUna)) + t.mss - 1) / t.mss; segs < 4 && t.snd.Len() <= int(t.sndMax.Sub(t.sndStart)) {
+	flight := int(t.sndMax.Sub(t.sndUna))
+	unsent := t.snd.Len() - int(t.sndMax.Sub(t.sndStart))
+	if segs := (flight + t.mss - 1) / t.mss; segs < 4 &&
+		(unsent <= 0 || int(min(t.sndWnd, t.cwnd))-flight < t.mss) {
 		dupThresh = max(segs-1, 1)
 	}
-	trigger := t.dupAcks >= dupThresh || (t.sackOK && t.sb.isLost(t.sndUna, t.mss))
+	sackedSegs := (int(t.sb.sacked) + t.mss - 1) / t.mss
+	trigger := t.dupAcks >= dupThresh || (t.sackOK && (t.sb.isLost(t.sndUna, t.mss) || sackedSegs >= dupThresh))
 	// RFC 6582 §3.2 step 1: not again for losses from before the last
-	// recovery or timeout.
-	if !trigger || !t.sndUna.GreaterThan(t.recover) {
+	// recovery or timeout. With SACK the scoreboard removes NewReno's
+	// ambiguity, so a loss among what a timeout is resending is repaired
+	// by SACK recovery too (as Linux does in its Loss state) instead of
+	// waiting for another, backed-off, timeout.
+	if !trigger || (!t.sndUna.GreaterThan(t.recover) && !(t.sackOK && t.rtoRecovery)) {
 		return
 	}
 	s := t.s
-	t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+	if !t.rtoRecovery {
+		t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+	}
+	t.rtoRecovery = false
 	t.recover = t.sndMax
 	t.inRecovery = true
 	s.ctr.TCPFastRetrans++
@@ -172,4 +182,24 @@ func (t *tcb) sendLossProbe() {
 		t.sendDataAt(t.sndMax-seg.Seq(n), n, false)
 	}
 	t.arm(timers.Retransmit, t.rto.Current())
+}
+
+// checkLostRetransmit detects that the retransmission of SND.UNA in
+// recovery was itself lost: data sent after it has been SACKed while
+// SND.UNA has not moved (the time-order rule of RACK, RFC 8985 §6.2, for
+// the one segment that matters most). It is resent at once instead of
+// waiting for the RTO; Linux counts TCPLostRetransmit.
+func (t *tcb) checkLostRetransmit(ack seg.Seq) {
+	if !t.rxtWatch || !t.inRecovery {
+		return
+	}
+	if ack.GreaterThan(t.rxtUna) {
+		t.rxtWatch = false
+		return
+	}
+	if n := len(t.sb.r); n > 0 && t.sb.r[n-1].end.GreaterThan(t.rxtMark) {
+		t.rxtWatch = false
+		t.s.ctr.TCPLostRetransmit++
+		t.retransmitHead()
+	}
 }

@@ -73,9 +73,12 @@ type tcb struct {
 	dupAcks        int
 	recover        seg.Seq
 	inRecovery     bool
-	rtoRecovery    bool // retransmitting after a timeout until SND.UNA passes recover
-	tlpPending     bool // the retransmission timer is armed as a tail-loss probe
-	tlpOutstanding bool // a probe was sent and no ACK has advanced SND.UNA since
+	rtoRecovery    bool    // retransmitting after a timeout until SND.UNA passes recover
+	tlpPending     bool    // the retransmission timer is armed as a tail-loss probe
+	rxtWatch       bool    // watching the retransmission of rxtUna for loss
+	rxtUna         seg.Seq // SND.UNA when it was retransmitted in recovery
+	rxtMark        seg.Seq // SND.MAX at that moment
+	tlpOutstanding bool    // a probe was sent and no ACK has advanced SND.UNA since
 	// Spurious-timeout undo (Eifel detection, RFC 3522).
 	undoValid    bool
 	undoCwnd     uint32
