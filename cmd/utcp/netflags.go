@@ -42,6 +42,17 @@ type netFlags struct {
 	rcvbuf       int
 	delayedACK   time.Duration
 	nodelay      bool
+	rcvbufMax    int
+	noAutoTune   bool
+	congestion   string
+	sack         bool
+	syncookies   int
+	kaTime       time.Duration
+	kaIntvl      time.Duration
+	kaProbes     int
+	offload      bool
+	cpuprofile   string
+	pprof        string
 }
 
 func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
@@ -66,6 +77,17 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.IntVar(&n.rcvbuf, "rcvbuf", 1<<20, "receive buffer per connection, bytes")
 	fs.DurationVar(&n.delayedACK, "delayed-ack", 40*time.Millisecond, "delayed-ACK timeout; 0 acknowledges every segment at once")
 	fs.BoolVar(&n.nodelay, "nodelay", false, "turn Nagle's algorithm off on every connection (TCP_NODELAY)")
+	fs.IntVar(&n.rcvbufMax, "rcvbuf-max", 6<<20, "largest receive buffer autotuning may grow to, bytes (tcp_rmem max)")
+	fs.BoolVar(&n.noAutoTune, "no-moderate-rcvbuf", false, "keep every receive buffer at --rcvbuf (tcp_moderate_rcvbuf=0)")
+	fs.StringVar(&n.congestion, "congestion", "cubic", "congestion control: cubic or reno (tcp_congestion_control)")
+	fs.BoolVar(&n.sack, "sack", true, "offer and accept selective acknowledgments (tcp_sack)")
+	fs.IntVar(&n.syncookies, "syncookies", 1, "SYN cookies: 0 never, 1 when a SYN queue overflows, 2 always (tcp_syncookies)")
+	fs.DurationVar(&n.kaTime, "keepalive-time", 2*time.Hour, "idle time before the first keepalive probe, for connections with keepalive on (tcp_keepalive_time)")
+	fs.DurationVar(&n.kaIntvl, "keepalive-intvl", 75*time.Second, "time between keepalive probes (tcp_keepalive_intvl)")
+	fs.IntVar(&n.kaProbes, "keepalive-probes", 9, "unanswered keepalive probes before the connection fails (tcp_keepalive_probes)")
+	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
+	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
+	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
 }
 
 // netSetup is what check derives from the flags.
@@ -114,6 +136,18 @@ func (n *netFlags) check() (netSetup, error) {
 			return ns, failf("--%s %v: must be positive", c.name, c.v)
 		}
 	}
+	if n.congestion != "cubic" && n.congestion != "reno" {
+		return ns, failf("--congestion %q: want cubic or reno", n.congestion)
+	}
+	if n.syncookies < 0 || n.syncookies > 2 {
+		return ns, failf("--syncookies %d: want 0, 1 or 2", n.syncookies)
+	}
+	if n.rcvbufMax < n.rcvbuf {
+		return ns, failf("--rcvbuf-max %d is below --rcvbuf %d", n.rcvbufMax, n.rcvbuf)
+	}
+	if n.kaTime <= 0 || n.kaIntvl <= 0 || n.kaProbes <= 0 {
+		return ns, failf("--keepalive-time, --keepalive-intvl and --keepalive-probes must be positive")
+	}
 	if n.delayedACK < 0 {
 		return ns, failf("--delayed-ack %v: must be zero (off) or positive", n.delayedACK)
 	}
@@ -123,30 +157,41 @@ func (n *netFlags) check() (netSetup, error) {
 
 // netEnv is an open device, optional capture and running stack.
 type netEnv struct {
-	dev    *tun.Device
-	pcapF  *os.File
-	stack  *stack.Stack
-	tracer *tracer
+	stopProfiling func()
+	dev           *tun.Device
+	pcapF         *os.File
+	stack         *stack.Stack
+	tracer        *tracer
 }
 
 // open creates the TUN device and the stack on it.
 func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
-	dev, err := tun.Open(tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu})
+	stopProfiling, err := n.startProfiling()
 	if err != nil {
+		return nil, err
+	}
+	dev, err := tun.Open(tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload})
+	if err != nil {
+		stopProfiling()
 		return nil, tunError(n.tun, err)
 	}
-	env := &netEnv{dev: dev}
+	if n.offload && !dev.Offload() {
+		fmt.Fprintf(stderr, "utcp: --offload: the kernel refused TUN offloads on %s; running without them\n", n.tun)
+	}
+	env := &netEnv{dev: dev, stopProfiling: stopProfiling}
 	var link stack.Link = dev
 	if n.pcap != "" {
 		f, err := os.OpenFile(n.pcap, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			dev.Close()
+			stopProfiling()
 			return nil, failf("--pcap: %v", err)
 		}
 		w, err := tuntest.NewPcapWriter(f, 0)
 		if err != nil {
 			f.Close()
 			dev.Close()
+			stopProfiling()
 			return nil, failf("--pcap: %v", err)
 		}
 		env.pcapF = f
@@ -166,12 +211,24 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 		RecvBuf:       n.rcvbuf,
 		DelayedACK:    n.delayedACK,
 		NoDelay:       n.nodelay,
+		RecvBufMax:    n.rcvbufMax,
+		NoRcvAutoTune: n.noAutoTune,
+		Congestion:    n.congestion,
+		NoSACK:        !n.sack,
+		SynCookies:    n.syncookies,
+
+		KeepAliveIdle:     n.kaTime,
+		KeepAliveInterval: n.kaIntvl,
+		KeepAliveCount:    n.kaProbes,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(stderr, oneLine(format)+"\n", args...)
 		},
 	}
 	if n.delayedACK == 0 {
 		cfg.DelayedACK = -1 // the stack reads 0 as "default", negative as off
+	}
+	if n.syncookies == 0 {
+		cfg.SynCookies = -1 // likewise
 	}
 	if n.trace {
 		env.tracer = newTracer(stderr)
@@ -180,6 +237,7 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 	st, err := stack.New(cfg)
 	if err != nil {
 		env.closeDevice()
+		stopProfiling()
 		return nil, err
 	}
 	env.stack = st
@@ -195,6 +253,9 @@ func (e *netEnv) close() {
 	e.closeDevice()
 	if e.tracer != nil {
 		e.tracer.close()
+	}
+	if e.stopProfiling != nil {
+		e.stopProfiling()
 	}
 }
 
