@@ -17,6 +17,7 @@ commands:
   dial    active open from the stack to HOST:PORT, copying stdin and stdout like nc
   ss      list a running serve's sockets like ss -tan
   nstat   print a running serve's counters like nstat
+  lab     sandbox: serve in a throwaway network namespace, then a shell or COMMAND there
 
 Run "utcp <command> -h" for a command's flags.
 `
@@ -55,11 +56,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdSS(rest, stdout)
 	case "nstat":
 		err = cmdNstat(rest, stdout)
+	case "lab":
+		err = cmdLab(rest, stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "utcp: unknown command %q (commands: serve, dial, ss, nstat; see utcp -h)\n", cmd)
+		fmt.Fprintf(stderr, "utcp: unknown command %q (commands: serve, dial, ss, nstat, lab; see utcp -h)\n", cmd)
 		return 2
 	}
 	if err == nil {
