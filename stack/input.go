@@ -442,6 +442,12 @@ func (t *tcb) newAck(sg *seg.Segment) {
 	s := t.s
 	ack := sg.Ack
 	acked := uint32(ack.Sub(t.sndUna))
+	if t.sndUna == t.iss && acked > 0 {
+		// The ACK of a passive open's handshake also covers our SYN's
+		// sequence number, which is not data (RFC 9293 §3.4): counting it
+		// would make the initial window IW + 1 byte (RFC 6928).
+		acked--
+	}
 	if d := ack.Sub(t.sndStart); d > 0 {
 		n := min(int(d), t.snd.Len())
 		t.snd.Discard(n)

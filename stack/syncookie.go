@@ -144,7 +144,11 @@ func (l *Listener) acceptCookie(sg *seg.Segment, key uint64) bool {
 	t.iss, t.irs = iss, irs
 	t.sndUna, t.sndNxt, t.sndMax, t.sndStart = sg.Ack, sg.Ack, sg.Ack, sg.Ack
 	t.rcvNxt = irs.Add(1)
-	t.rcvAdv = t.rcvNxt
+	// The cookie SYN-ACK advertised min(RecvBuf, 65535), unscaled (RFC
+	// 7323 §2.2): the peer may send that much with its ACK and after it,
+	// so that is the right edge (left at RCV.NXT, the first data would
+	// fall outside a zero window and be dropped).
+	t.rcvAdv = t.rcvNxt.Add(uint32(min(s.cfg.RecvBuf, 0xffff)))
 	t.peerMSS = int(cookieMSS[idx])
 	t.wsOK, t.sndShift, t.rcvShift = false, 0, 0
 	if sg.Opts.HasTS && sg.Opts.TSEcr != 0 {

@@ -1,0 +1,236 @@
+package stack
+
+// Scripted tests of SACK (RFC 2018), D-SACK (RFC 2883), SACK-based loss
+// recovery (RFC 6675) and, without SACK, NewReno (RFC 6582). Helpers are
+// in scripted_options_test.go.
+
+import (
+	"testing"
+
+	"utcp/seg"
+)
+
+// sackList is the SACK blocks of a segment as absolute sequence pairs.
+func sackList(sg seg.Segment) [][2]uint32 {
+	var out [][2]uint32
+	for i := 0; i < sg.Opts.NumSACK; i++ {
+		out = append(out, [2]uint32{uint32(sg.Opts.SACK[i].Start), uint32(sg.Opts.SACK[i].End)})
+	}
+	return out
+}
+
+// wantSACK asserts the next segment is a pure ACK of ack carrying exactly
+// the blocks given (absolute peer sequence numbers, in order).
+func (f *fixture) wantSACK(ackN uint32, blocks ...[2]uint32) {
+	f.t.Helper()
+	sg := f.out(ACK, seq(1), ack(ackN))
+	got := sackList(sg)
+	if len(got) != len(blocks) {
+		f.fail("SACK blocks %v, want %v", got, blocks)
+	}
+	for i := range got {
+		if got[i] != blocks[i] {
+			f.fail("SACK blocks %v, want %v", got, blocks)
+		}
+	}
+}
+
+// RFC 2018 §2: SACK-permitted is answered in kind, never offered to a
+// peer that did not offer it, and not at all with Config.NoSACK
+// (tcp_sack=0); SACK blocks are sent only when it was negotiated.
+func TestScriptedSACKPermitted(t *testing.T) {
+	f := newFixture(t)
+	f.listen(16)
+	f.inMod(SYN, sackPerm, seq(1000), mss(1460))
+	if sa := f.out(SYN|ACK, seq(0), ack(1001)); !sa.Opts.SACKPermitted {
+		t.Fatalf("SYN-ACK does not permit SACK: [%v]", sa.Opts)
+	}
+	f.port(40001)
+	f.in(SYN, seq(1000), mss(1460))
+	if sa := f.out(SYN|ACK, seq(0), ack(1001)); sa.Opts.SACKPermitted {
+		t.Fatalf("SYN-ACK offers SACK unasked: [%v]", sa.Opts)
+	}
+	f.in(ACK, seq(1001), ack(1))
+	f.in(ACK, seq(1101), ack(1), data("ooo"))
+	if sg := f.out(ACK, seq(1), ack(1001)); sg.Opts.NumSACK != 0 {
+		t.Fatalf("SACK blocks without SACK-permitted: %s", sg.String())
+	}
+
+	g := newFixture(t, func(c *Config) { c.NoSACK = true })
+	g.listen(16)
+	g.inMod(SYN, sackPerm, seq(1000), mss(1460))
+	if sa := g.out(SYN|ACK, seq(0), ack(1001)); sa.Opts.SACKPermitted {
+		t.Fatalf("NoSACK: SYN-ACK permits SACK: [%v]", sa.Opts)
+	}
+	h := newFixture(t, func(c *Config) { c.NoSACK = true })
+	h.connect()
+	if syn := h.out(SYN, seq(0)); syn.Opts.SACKPermitted {
+		t.Fatalf("NoSACK: SYN offers SACK: [%v]", syn.Opts)
+	}
+}
+
+// RFC 2018 §4: an ACK for out-of-order data carries SACK blocks, the
+// block holding the most recently received segment first, then the other
+// blocks, merged where they touch.
+func TestScriptedSACKBlocksMostRecentFirst(t *testing.T) {
+	f := newFixture(t)
+	f.estabWith(1000, sackPerm)
+	f.in(ACK, seq(1101), ack(1), data(string(payload(100, 'b'))))
+	f.wantSACK(1001, [2]uint32{1101, 1201})
+	f.in(ACK, seq(1301), ack(1), data(string(payload(100, 'd'))))
+	f.wantSACK(1001, [2]uint32{1301, 1401}, [2]uint32{1101, 1201})
+	f.in(ACK, seq(1501), ack(1), data(string(payload(100, 'f'))))
+	f.wantSACK(1001, [2]uint32{1501, 1601}, [2]uint32{1301, 1401}, [2]uint32{1101, 1201})
+	// Filling 1201-1301 joins two blocks; the merged one, holding the
+	// latest arrival, goes first.
+	f.in(ACK, seq(1201), ack(1), data(string(payload(100, 'c'))))
+	f.wantSACK(1001, [2]uint32{1101, 1401}, [2]uint32{1501, 1601})
+	// The hole at the left edge fills: cumulative ACK, still one block.
+	f.in(ACK, seq(1001), ack(1), data(string(payload(100, 'a'))))
+	f.wantSACK(1401, [2]uint32{1501, 1601})
+	f.counter("TCPOFOQueue", 4)
+}
+
+// RFC 2883 §4.1.1: a duplicate of data below RCV.NXT is reported in a
+// D-SACK block (the first block, below the cumulative ACK); Linux counts
+// the lost ACK it implies (DelayedACKLost). §4.1.2: a duplicate of
+// out-of-order data is reported as a D-SACK block followed by the block
+// that contains it. The D-SACK is reported once.
+func TestScriptedSACKDSACK(t *testing.T) {
+	f := newFixture(t)
+	f.estabWith(1000, sackPerm)
+	f.in(ACK, seq(1001), ack(1), data(string(payload(100, 'a'))))
+	f.out(ACK, seq(1), ack(1101)) // quickack
+	f.in(ACK, seq(1001), ack(1), data(string(payload(100, 'a'))))
+	f.wantSACK(1101, [2]uint32{1001, 1101})
+	f.counter("DelayedACKLost", 1)
+
+	f.in(ACK, seq(1201), ack(1), data(string(payload(100, 'c'))))
+	f.wantSACK(1101, [2]uint32{1201, 1301})
+	f.in(ACK, seq(1201), ack(1), data(string(payload(100, 'c'))))
+	f.wantSACK(1101, [2]uint32{1201, 1301}, [2]uint32{1201, 1301})
+	f.in(ACK, seq(1401), ack(1), data(string(payload(100, 'e'))))
+	f.wantSACK(1101, [2]uint32{1401, 1501}, [2]uint32{1201, 1301})
+}
+
+// sackSend sets up a SACK connection with ten full segments in flight
+// (the initial window) and returns the fixture.
+func sackSend(t *testing.T, mods ...func(*Config)) *fixture {
+	t.Helper()
+	f := newFixture(t, mods...)
+	f.estabWith(1000, sackPerm)
+	f.write(payload(10*1460, 's'))
+	for i := 0; i < 10; i++ {
+		f.outData(uint32(1+i*1460), 1460)
+	}
+	f.noOutput()
+	return f
+}
+
+// segEdge is the relative sequence number where segment i starts.
+func segEdge(i int) uint32 { return uint32(1 + i*1460) }
+
+// RFC 6675: SACKs showing more than two segments received above a hole
+// (IsLost, DupThresh 3) start recovery at once (TCPSackRecovery,
+// TCPFastRetrans); NextSeg retransmits only the holes, never data the
+// peer SACKed, and a full ACK ends recovery with nothing resent.
+func TestScriptedSACKRecoveryRetransmitsHolesOnly(t *testing.T) {
+	f := sackSend(t)
+	// Segments 0 and 5 are lost. The first ACK SACKs 1-3.
+	f.inMod(ACK, f.sacks(segEdge(1), segEdge(4)), seq(1001), ack(1))
+	f.outData(segEdge(0), 1460)
+	f.noOutput()
+	f.counter("TCPSackRecovery", 1)
+	f.counter("TCPFastRetrans", 1)
+	// Then 1-4 and 6-9: the second hole (segment 5) is lost too.
+	f.inMod(ACK, f.sacks(segEdge(6), segEdge(10), segEdge(1), segEdge(5)), seq(1001), ack(1))
+	f.outData(segEdge(5), 1460)
+	f.noOutput()
+	// The retransmission of 0 arrives: a partial ACK up to the hole at 5.
+	f.inMod(ACK, f.sacks(segEdge(6), segEdge(10)), seq(1001), ack(segEdge(5)))
+	f.noOutput()
+	f.in(ACK, seq(1001), ack(segEdge(10)))
+	f.noOutput()
+	f.counter("RetransSegs", 2)
+	f.counter("TCPSackRecovery", 1)
+	if ci := f.info(); ci.InFlight != 0 || ci.Cwnd < ci.Ssthresh {
+		t.Fatalf("after recovery: in flight %d, cwnd %d ssthresh %d", ci.InFlight, ci.Cwnd, ci.Ssthresh)
+	}
+}
+
+// RFC 2883 §4 / RFC 6675: a first SACK block below the cumulative ACK is
+// a D-SACK (TCPDSACKRecv) and SACKs nothing; blocks that are empty,
+// reversed, beyond what we sent or below SND.UNA are ignored (RFC 2018
+// §8 robustness), so none of them can trigger recovery; a believable
+// block then does.
+func TestScriptedSACKBogusBlocksIgnored(t *testing.T) {
+	f := sackSend(t)
+	// A genuine ACK of segment 0 first, so there is something below it.
+	f.in(ACK, seq(1001), ack(segEdge(1)))
+	f.noOutput()
+	f.inMod(ACK, f.sacks(segEdge(0), segEdge(1)), seq(1001), ack(segEdge(1)))
+	f.counter("TCPDSACKRecv", 1)
+	f.inMod(ACK, f.sacks(
+		segEdge(5), segEdge(2), // reversed
+		segEdge(3), segEdge(3), // empty
+		segEdge(6), segEdge(10)+50000, // beyond SND.MAX
+		segEdge(0)-3000, segEdge(1), // below SND.UNA
+	), seq(1001), ack(segEdge(1)))
+	f.noOutput()
+	f.counter("TCPSackRecovery", 0)
+	f.counter("RetransSegs", 0)
+	f.inMod(ACK, f.sacks(segEdge(5), segEdge(10)), seq(1001), ack(segEdge(1)))
+	f.outData(segEdge(1), 1460)
+	f.counter("TCPSackRecovery", 1)
+}
+
+// RFC 5681 §3.2 / RFC 6582 without SACK (Config.NoSACK): the third
+// duplicate ACK retransmits the first unacknowledged segment
+// (TCPFastRetrans, TCPRenoRecovery) and sets cwnd to ssthresh + 3 MSS; a
+// partial ACK retransmits the next hole at once; the full ACK (covering
+// recover) ends recovery with cwnd no larger than ssthresh.
+func TestScriptedNewRenoRecovery(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.NoSACK = true; c.Congestion = "reno" })
+	f.estabWith(1000, sackPerm)
+	f.write(payload(10*1460, 'r'))
+	for i := 0; i < 10; i++ {
+		f.outData(segEdge(i), 1460)
+	}
+	// Segments 0 and 5 are lost; 1-4 and 6-9 each draw a duplicate ACK.
+	f.in(ACK, seq(1001), ack(1))
+	f.in(ACK, seq(1001), ack(1))
+	f.noOutput()
+	f.counter("TCPFastRetrans", 0)
+	f.in(ACK, seq(1001), ack(1))
+	f.outData(segEdge(0), 1460)
+	f.counter("TCPFastRetrans", 1)
+	f.counter("TCPRenoRecovery", 1)
+	ci := f.info()
+	if ci.Ssthresh != 5*1460 || ci.Cwnd != ci.Ssthresh+3*1460 {
+		t.Fatalf("cwnd %d ssthresh %d, want ssthresh %d (half the flight) and cwnd ssthresh+3*MSS", ci.Cwnd, ci.Ssthresh, 5*1460)
+	}
+	for i := 0; i < 5; i++ {
+		f.in(ACK, seq(1001), ack(1))
+	}
+	f.noOutput() // inflated cwnd, but no new data to send
+	// Partial ACK: everything up to the second hole.
+	f.in(ACK, seq(1001), ack(segEdge(5)))
+	f.outData(segEdge(5), 1460)
+	f.noOutput()
+	f.counter("TCPFastRetrans", 1)
+	// Full ACK: recovery ends.
+	f.in(ACK, seq(1001), ack(segEdge(10)))
+	f.noOutput()
+	if ci := f.info(); ci.Cwnd > ci.Ssthresh {
+		t.Fatalf("after the full ACK cwnd %d > ssthresh %d", ci.Cwnd, ci.Ssthresh)
+	}
+	f.counter("RetransSegs", 2)
+	f.counter("TCPRenoRecovery", 1)
+	// A later loss is a new recovery episode.
+	f.write(payload(5*1460, 'n'))
+	for _, sg := range f.popAll() {
+		if f.rel(sg.Seq) < segEdge(10) {
+			t.Fatalf("resent old data after recovery: %s", sg.String())
+		}
+	}
+}
