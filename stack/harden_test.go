@@ -309,7 +309,14 @@ func counterDelta(t *testing.T, before, after Counters, name string) uint64 {
 }
 
 // streamByte is the transfer's deterministic content at offset i.
-func streamByte(i int64) byte { return byte(i*31 + i>>9) }
+func streamByte(i int64) byte {
+	// A mixing hash of the offset (splitmix64's finalizer): no period, so
+	// a misplaced byte can be told from a right one.
+	x := uint64(i) * 0x9e3779b97f4a7c15
+	x ^= x >> 31
+	x *= 0xbf58476d1ce4e5b9
+	return byte(x >> 56)
+}
 
 // pacedTransfer writes a deterministic stream from w to r in small paced
 // chunks until stop is closed, so the transfer really runs while a test
@@ -656,4 +663,254 @@ func TestHardenBlindInjection(t *testing.T) {
 		client.Close()
 		server.Close()
 	})
+}
+
+// --- Resource bounds under hostile peers (part 3): every queue a peer can
+// fill has a cap, and hitting the cap moves a counter.
+
+// A SYN flood from random spoofed sources (RFC 4987 §3.6): the SYN queue
+// never holds more than the backlog, the overflow is answered with SYN
+// cookies (SyncookiesSent), and no per-SYN state is kept past the queue.
+func TestHardenSYNFloodInMemory(t *testing.T) {
+	f := newFixture(t)
+	const backlog = 64
+	ln := f.listen(backlog)
+	r := rand.New(rand.NewPCG(1, 4987))
+	const n = 5000
+	for i := 0; i < n; i++ {
+		src := netip.AddrFrom4([4]byte{198, 18, 0, byte(3 + r.IntN(250))})
+		sg := seg.Segment{Src: src, Dst: fxStackAddr, SrcPort: uint16(1024 + r.IntN(60000)), DstPort: fxListenPort,
+			Seq: seg.Seq(r.Uint32()), Flags: seg.SYN, Window: 65535}
+		sg.Opts.HasMSS, sg.Opts.MSS = true, 1460
+		f.s.Inject(sg.AppendTo(nil))
+		f.s.TakeOutput()
+		f.s.mu.Lock()
+		q, conns := ln.synQLen, len(f.s.conns)
+		f.s.mu.Unlock()
+		if q > backlog || conns > backlog {
+			t.Fatalf("after %d SYNs: SYN queue %d, connections %d, backlog %d", i+1, q, conns, backlog)
+		}
+	}
+	c := f.s.Counters()
+	if c.SyncookiesSent < n-backlog-100 {
+		t.Fatalf("SyncookiesSent %d for %d SYNs over a backlog of %d", c.SyncookiesSent, n, backlog)
+	}
+	t.Logf("%d SYNs: SyncookiesSent %d, TCPReqQFullDoCookies %d", n, c.SyncookiesSent, c.TCPReqQFullDoCookies)
+	// The SYN-ACK timers give up and the queue drains.
+	f.step(5*time.Minute, time.Second)
+	f.s.mu.Lock()
+	q := ln.synQLen
+	f.s.mu.Unlock()
+	if q != 0 {
+		t.Fatalf("SYN queue %d after the SYN-ACK retries ran out", q)
+	}
+}
+
+// Completed handshakes nobody accepts: the accept queue holds backlog+1
+// (Linux's sk_acceptq_is_full), the rest count ListenOverflows.
+func TestHardenAcceptQueueBound(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.SynCookies = -1 })
+	const backlog = 4
+	f.listen(backlog)
+	for i := 0; i < 20; i++ {
+		f.port(uint16(41000 + i))
+		f.in(SYN, seq(5000), mss(1460))
+		f.collect()
+		f.pending = nil
+		f.in(ACK, seq(5001), ack(1))
+		f.pending = nil
+		if q := f.acceptQueueLen(); q > backlog+1 {
+			t.Fatalf("accept queue %d, backlog %d", q, backlog)
+		}
+	}
+	if c := f.s.Counters(); c.ListenOverflows == 0 {
+		t.Fatalf("no ListenOverflows")
+	}
+}
+
+// A peer that fills the out-of-order queue with disjoint one-byte
+// segments: it stays at MaxOOOSegs and the rest count TCPOFODrop (RFC 9293
+// §3.10.7.4 lets a receiver drop out-of-order data; Linux counts it so).
+func TestHardenOOOBound(t *testing.T) {
+	const max = 32
+	f := newFixture(t, func(c *Config) { c.MaxOOOSegs = max })
+	c := f.established(1000)
+	for i := uint32(0); i < 200; i++ {
+		f.in(ACK, seq(1001+2+2*i), ack(1), data("x"))
+	}
+	f.pending = nil
+	if n := c.Info().OOOSegs; n > max {
+		t.Fatalf("OOO queue %d, max %d", n, max)
+	}
+	if d := f.s.Counters().TCPOFODrop; d != 200-max {
+		t.Fatalf("TCPOFODrop %d, want %d", d, 200-max)
+	}
+	// Filling the hole delivers what was kept, in order.
+	f.in(ACK, seq(1001), ack(1), data("y"))
+	f.in(ACK, seq(1002), ack(1), data("z"))
+	if got := f.available(); len(got) < 3 || got[:3] != "yzx" {
+		t.Fatalf("after filling the hole: %q", got)
+	}
+}
+
+// TIME_WAIT records are capped at MaxTimeWait (tcp_max_tw_buckets); an
+// active close past the cap skips TIME_WAIT and counts
+// TCPTimeWaitOverflow.
+func TestHardenTimeWaitBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxTW = 5
+		p := newPair(t, pairOpts{cfgA: func(c *Config) { c.MaxTimeWait = maxTW }})
+		ln, err := p.b.Listen(80, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 20; i++ {
+			client, server := dialAccept(t, p, ln)
+			client.Close() // A closes first: A holds TIME_WAIT
+			synctest.Wait()
+			server.Close()
+			synctest.Wait()
+			if n := p.a.StateCounts()[TimeWait]; n > maxTW {
+				t.Fatalf("%d TIME_WAIT entries, max %d", n, maxTW)
+			}
+		}
+		if o := p.a.Counters().TCPTimeWaitOverflow; o != 20-maxTW {
+			t.Fatalf("TCPTimeWaitOverflow %d, want %d", o, 20-maxTW)
+		}
+	})
+}
+
+// sackFixture makes an established connection with SACK negotiated and at
+// least 8000 of n written bytes in flight; it returns the ISS.
+func sackFixture(t *testing.T, n int) (*fixture, *Conn, seg.Seq) {
+	f := newFixture(t, func(c *Config) { c.NoDelay = true })
+	f.listen(4)
+	syn := seg.Segment{Src: fxPeerAddr, Dst: fxStackAddr, SrcPort: fxPeerPort, DstPort: fxListenPort,
+		Seq: 1000, Flags: seg.SYN, Window: 65535}
+	syn.Opts.HasMSS, syn.Opts.MSS, syn.Opts.SACKPermitted = true, 1000, true
+	syn.Opts.HasWScale, syn.Opts.WScale = true, 10
+	f.s.Inject(syn.AppendTo(nil))
+	f.collect()
+	f.pending = nil
+	iss := f.iss[fxPeerPort]
+	f.in(ACK, seq(1001), ack(1), win(65535))
+	c := f.accept()
+	if !c.t.sackOK {
+		t.Fatal("SACK not negotiated")
+	}
+	go c.Write(make([]byte, n))
+	deadline := time.Now().Add(5 * time.Second)
+	// The initial window (RFC 5681 §3.1, ten segments) is enough: a
+	// hundred 50-byte islands fit in it.
+	for c.Info().SndMax-uint32(iss) < 8000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stack sent only %d bytes", c.Info().SndMax-uint32(iss))
+		}
+		f.advance(10 * time.Millisecond)
+		f.collect()
+		f.pending = nil
+	}
+	return f, c, iss
+}
+
+// A peer SACKing hundreds of distinct ranges (RFC 2018 §3 allows at most
+// 4 blocks per segment, but nothing stops many segments): the sender's
+// scoreboard keeps at most maxSACKRanges ranges (RFC 6675 leaves memory
+// to the implementation).
+func TestHardenSACKScoreboardBound(t *testing.T) {
+	f, c, iss := sackFixture(t, 2<<20)
+	una := iss.Add(1)
+	inFlight := c.Info().SndMax - uint32(una)
+	r := rand.New(rand.NewPCG(2018, 6675))
+	maxSeen := 0
+	for i := 0; i < 500; i++ {
+		sg := f.build(ACK, []field{seq(1001), ack(1), win(65535)})
+		sg.Opts.NumSACK = 3
+		for j := 0; j < 3; j++ {
+			start := 1 + 100*r.Uint32N(inFlight/100-2)
+			sg.Opts.SACK[j] = seg.SACKBlock{Start: una.Add(start), End: una.Add(start + 50)}
+		}
+		f.s.Inject(sg.AppendTo(nil))
+		f.s.TakeOutput()
+		f.s.mu.Lock()
+		maxSeen = max(maxSeen, len(c.t.sb.r))
+		f.s.mu.Unlock()
+	}
+	if maxSeen > maxSACKRanges || maxSeen < 4 {
+		t.Fatalf("scoreboard held up to %d ranges, bound %d", maxSeen, maxSACKRanges)
+	}
+	t.Logf("scoreboard peak %d ranges (bound %d) over %d bytes in flight", maxSeen, maxSACKRanges, inFlight)
+}
+
+// Per-connection buffers: a peer that never reads cannot make the sender
+// buffer more than SendBuf, and a peer that ignores our window cannot make
+// us buffer more than RecvBuf (RFC 9293 §3.8.6: data beyond the window is
+// trimmed).
+func TestHardenBufferBounds(t *testing.T) {
+	const rbuf = 16 << 10
+	f := newFixture(t, func(c *Config) { c.RecvBuf, c.RecvBufMax, c.NoRcvAutoTune = rbuf, rbuf, true; c.SendBuf = 64 << 10 })
+	c := f.established(1000)
+	chunk := string(make([]byte, 1000))
+	next := uint32(1001)
+	for i := 0; i < 100; i++ { // 100 KB at a 16 KiB window, nobody reading
+		f.in(ACK, seq(next), ack(1), data(chunk))
+		next += 1000
+	}
+	f.pending = nil
+	in := c.Info()
+	if in.RecvQ > rbuf || in.OOOBytes > rbuf {
+		t.Fatalf("receive queue %d, out-of-order %d bytes past RecvBuf %d", in.RecvQ, in.OOOBytes, rbuf)
+	}
+	done := make(chan int, 1)
+	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	go func() { n, _ := c.Write(make([]byte, 1<<20)); done <- n }()
+	n := <-done
+	if q := c.Info().SendQ; q > 64<<10 || n > 64<<10+65535 {
+		t.Fatalf("send queue %d, Write accepted %d with SendBuf 64 KiB", q, n)
+	}
+}
+
+// BenchmarkHardenOOOSegment measures the cost of one out-of-order segment
+// arriving at a queue already fragmented into n one-byte islands (the
+// worst case a peer can build): the queue's bound (MaxOOOSegs) bounds it.
+func BenchmarkHardenOOOSegment(b *testing.B) {
+	for _, n := range []int{16, 64, 256, 1024} {
+		b.Run(fmt.Sprint("queue", n), func(b *testing.B) {
+			clk := &timers.ManualClock{}
+			s, err := New(Config{Manual: true, Clock: clk, Addr: fxStackAddr, Seed: 1, MaxOOOSegs: n + 1, RecvBuf: 4 << 20, NoRcvAutoTune: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ln, _ := s.Listen(80, 4)
+			_ = ln
+			mk := func(flags seg.Flags, sq, ak uint32, pl []byte) []byte {
+				sg := seg.Segment{Src: fxPeerAddr, Dst: fxStackAddr, SrcPort: fxPeerPort, DstPort: 80, Seq: seg.Seq(sq), Ack: seg.Seq(ak), Flags: flags, Window: 65535, Payload: pl}
+				return sg.AppendTo(nil)
+			}
+			s.Inject(mk(seg.SYN, 1000, 0, nil))
+			var synack seg.Segment
+			for _, p := range s.TakeOutput() {
+				synack.Parse(p)
+			}
+			iss := uint32(synack.Seq)
+			s.Inject(mk(seg.ACK, 1001, iss+1, nil))
+			x := []byte("x")
+			// n islands at odd offsets from the hole, then probes that
+			// land in the middle of the queue (already covered: the
+			// duplicate path) and at its end (insert and remove).
+			for i := 0; i < n; i++ {
+				s.Inject(mk(seg.ACK, 1001+2+uint32(4*i), iss+1, x))
+			}
+			s.TakeOutput()
+			pkts := [][]byte{mk(seg.ACK, 1001+2+uint32(4*(n/2)), iss+1, x), mk(seg.ACK, 1001+2+uint32(4*n), iss+1, x)}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Inject(pkts[i&1])
+				if i&63 == 63 {
+					s.TakeOutput()
+				}
+			}
+		})
+	}
 }
