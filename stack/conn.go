@@ -382,21 +382,23 @@ func (s *Stack) connect(lport uint16, raddr netip.AddrPort) (*tcb, error) {
 	now := s.clock.Now()
 	ra := raddr.Addr().As4()
 	var reuse *twEntry
+	var reuseKey uint64
 	if lport == 0 {
 		var err error
 		if lport, reuse, err = s.pickPort(ra, raddr.Port(), now); err != nil {
 			return nil, err
 		}
+		reuseKey = connKey(ra, raddr.Port(), lport)
 	} else {
 		k := connKey(ra, raddr.Port(), lport)
 		if s.conns[k] != nil {
 			return nil, syscall.EADDRINUSE
 		}
-		if e := s.tw[k]; e != nil {
-			if !s.twReusable(e, now) {
+		if e, ok := s.tw[k]; ok {
+			if !s.twReusable(&e, now) {
 				return nil, syscall.EADDRINUSE
 			}
-			reuse = e
+			reuse, reuseKey = &e, k
 		}
 	}
 	key := connKey(ra, raddr.Port(), lport)
@@ -405,8 +407,7 @@ func (s *Stack) connect(lport uint16, raddr netip.AddrPort) (*tcb, error) {
 		// tcp_tw_reuse: start beyond the old incarnation's sequence
 		// space and keep its timestamps monotonic (RFC 6191 needs both).
 		t.iss = reuse.sndNxt.Add(65535 + 2)
-		t.tsOffset = reuse.tsOffset
-		s.removeTimeWait(reuse)
+		s.removeTimeWait(reuseKey)
 		s.ctr.TWRecycled++
 	} else {
 		t.iss = s.isn(key, now)
@@ -438,9 +439,9 @@ func (s *Stack) pickPort(ra [4]byte, rport uint16, now timers.Instant) (uint16, 
 		if s.conns[k] != nil {
 			continue
 		}
-		if e := s.tw[k]; e != nil {
-			if s.twReusable(e, now) {
-				return p, e, nil
+		if e, ok := s.tw[k]; ok {
+			if s.twReusable(&e, now) {
+				return p, &e, nil
 			}
 			continue
 		}

@@ -79,12 +79,12 @@ func (s *Stack) Connections() []ConnInfo {
 	for _, t := range s.conns {
 		out = append(out, t.info(now))
 	}
-	for _, e := range s.tw {
-		ra, rp, lp := keyParts(e.key)
+	for key, e := range s.tw {
+		ra, rp, lp := keyParts(key)
 		out = append(out, ConnInfo{
 			State: TimeWait, Local: addrPort(s.addr, lp), Remote: addrPort(ra, rp),
 			SndNxt: uint32(e.sndNxt), RcvNxt: uint32(e.rcvNxt), Timestamps: e.tsOK,
-			Timers: []TimerInfo{{Kind: timers.TimeWait.String(), In: e.item.At().Sub(now)}},
+			Timers: []TimerInfo{{Kind: timers.TimeWait.String(), In: e.expires.Sub(now)}},
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -27,8 +27,8 @@ func (s *Stack) segmentArrives(sg *seg.Segment) {
 	}
 	var isnOverride seg.Seq
 	var reopen bool
-	if e := s.tw[key]; e != nil {
-		isnOverride, reopen = s.timeWaitArrives(e, sg)
+	if e, ok := s.tw[key]; ok {
+		isnOverride, reopen = s.timeWaitArrives(key, e, sg)
 		if !reopen {
 			return
 		}

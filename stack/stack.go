@@ -139,7 +139,9 @@ type Stack struct {
 	mu          sync.Mutex
 	conns       map[uint64]*tcb
 	listeners   map[uint16]*Listener
-	tw          map[uint64]*twEntry
+	tw          map[uint64]twEntry
+	twFIFO      []twExpiry
+	twItem      timers.Item[timerTarget]
 	tq          timers.Queue[timerTarget]
 	reasm       reassembler
 	ctr         Counters
@@ -188,7 +190,7 @@ func New(cfg Config) (*Stack, error) {
 		mtu:       1500,
 		conns:     make(map[uint64]*tcb),
 		listeners: make(map[uint16]*Listener),
-		tw:        make(map[uint64]*twEntry),
+		tw:        make(map[uint64]twEntry),
 	}
 	if cfg.Link != nil {
 		s.mtu = cfg.Link.MTU()
@@ -207,6 +209,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	s.rng = mrand.New(mrand.NewChaCha8(seed))
 	s.reasm.init(s)
+	s.twItem.Value = twTimer{s}
 	s.bufs.maxBytes = 64 << 20
 	s.scratch = make([]byte, 0, 65536)
 	if !cfg.Manual {
