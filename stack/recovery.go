@@ -86,7 +86,9 @@ func (t *tcb) dupAck() {
 	// ambiguity, so a loss among what a timeout is resending is repaired
 	// by SACK recovery too (as Linux does in its Loss state) instead of
 	// waiting for another, backed-off, timeout.
-	if !trigger || (!t.sndUna.GreaterThan(t.recover) && !(t.sackOK && t.rtoRecovery)) {
+	// (recover is one past the highest byte sent then, so "covers more
+	// than recover" of the RFC is SND.UNA >= recover here.)
+	if !trigger || (t.sndUna.LessThan(t.recover) && !(t.sackOK && t.rtoRecovery)) {
 		return
 	}
 	s := t.s
