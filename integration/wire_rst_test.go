@@ -162,9 +162,10 @@ func TestWireDataBeyondWindow(t *testing.T) {
 	})
 }
 
-// A pure ACK with an old sequence number (below RCV.NXT) is unacceptable
-// only if it carries data; a zero-length segment at RCV.NXT-1 (the usual
-// keepalive or zero-window probe shape) gets an ACK.
+// A zero-length segment at RCV.NXT-1 (the keepalive shape, and Linux's
+// zero-window probe) fails the acceptability test of RFC 9293 §3.10.7.4
+// (RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND), so it is answered with
+// <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>: that ACK is what the prober wants.
 func TestWireKeepaliveProbe(t *testing.T) {
 	wireScenario(t, func(t *testing.T, d *wireDUT) {
 		c := d.established(t, 80, defaultSyn())
