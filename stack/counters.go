@@ -41,6 +41,8 @@ type Counters struct {
 	TCPFastRetrans       uint64 `mib:"TcpExt"`
 	TCPSlowStartRetrans  uint64 `mib:"TcpExt"`
 	TCPLossProbes        uint64 `mib:"TcpExt"`
+	OutOfWindowIcmps     uint64 `mib:"TcpExt"`
+	TCPPMTUDUpdates      uint64 `mib:"TcpExt"`
 	TCPLostRetransmit    uint64 `mib:"TcpExt"`
 	TCPSpuriousRTOs      uint64 `mib:"TcpExt"`
 	TCPSackRecovery      uint64 `mib:"TcpExt"`
@@ -73,6 +75,7 @@ type Counters struct {
 	InEchos         uint64 `mib:"Icmp"`
 	OutEchoReps     uint64 `mib:"Icmp"`
 	IcmpInErrors    uint64 `mib:"Icmp"`
+	InDestUnreachs  uint64 `mib:"Icmp"`
 }
 
 // Counter is one named counter value.

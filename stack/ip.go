@@ -84,6 +84,10 @@ func (s *Stack) icmpInput(ip seg.IPv4, payload []byte) {
 		s.ctr.IcmpInErrors++
 		return
 	}
+	if m.Type() == seg.ICMPDestUnreachable {
+		s.icmpUnreachable(m)
+		return
+	}
 	if m.Type() != seg.ICMPEchoRequest || ip.IsFragment() {
 		return
 	}
