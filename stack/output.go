@@ -192,6 +192,9 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	if n > 0 && off+n == t.snd.Len() {
 		sg.Flags |= seg.PSH
 	}
+	if n > 0 && n < t.mss {
+		t.sndSmall = seq.Add(uint32(n))
+	}
 	if fin {
 		sg.Flags |= seg.FIN
 	}
@@ -282,9 +285,14 @@ func (t *tcb) output() {
 				if !allFits && n < int(t.maxSndWnd/2) {
 					break
 				}
-				// Nagle (RFC 896, RFC 9293 §3.7.4): one small segment
-				// outstanding at a time, unless TCP_NODELAY or closing.
-				if allFits && inflight > 0 && !t.nodelay && !t.finQueued {
+				// Nagle (RFC 896, RFC 9293 §3.7.4) in Minshall's form,
+				// as Linux does: hold a small segment only while an
+				// earlier small segment is unacknowledged. Plain Nagle
+				// would also hold the runt that ends a bulk write behind
+				// full-sized data, and with the peer delaying its ACK of
+				// an odd last segment both sides would wait 40 ms.
+				// Resending (after a timeout) is never held.
+				if allFits && t.sndNxt.GreaterEq(t.sndMax) && t.sndSmall.GreaterThan(t.sndUna) && !t.nodelay && !t.finQueued {
 					break
 				}
 			}

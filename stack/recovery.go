@@ -144,7 +144,7 @@ func (t *tcb) armRetransmit() {
 		if int(t.sndMax.Sub(t.sndUna)) <= t.mss {
 			pto += 200 * time.Millisecond // the peer may delay its ACK of a lone segment
 		}
-		pto = max(pto, 10*time.Millisecond)
+		pto = max(pto, 2*time.Millisecond) // Linux: TCP_TIMEOUT_MIN, two jiffies
 		if pto < rto {
 			t.tlpPending = true
 			t.arm(timers.Retransmit, pto)

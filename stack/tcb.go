@@ -31,10 +31,11 @@ type tcb struct {
 	maxSndWnd uint32
 	sndWl1    seg.Seq
 	sndWl2    seg.Seq
-	sndShift  uint8 // peer's window scale (RFC 7323 §2)
-	wsOK      bool  // both sides offered window scaling
-	rcvShift  uint8 // ours
-	mss       int   // payload bytes per segment we send (MSS less our options)
+	sndShift  uint8   // peer's window scale (RFC 7323 §2)
+	sndSmall  seg.Seq // end of the last sub-MSS segment sent (Minshall's Nagle)
+	wsOK      bool    // both sides offered window scaling
+	rcvShift  uint8   // ours
+	mss       int     // payload bytes per segment we send (MSS less our options)
 	peerMSS   int
 
 	// Receive sequence space (Figure 5).
