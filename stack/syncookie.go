@@ -107,8 +107,17 @@ func (l *Listener) sendCookie(sg *seg.Segment, key uint64) {
 			sack = 1
 			r.Opts.SACKPermitted = true
 		}
-		tsval := uint32(int64(now)/int64(time.Millisecond)) + s.tsOffsetFor(key)
-		tsval = tsval&^(1<<tsOptBits-1) | ws | sack<<4
+		clock := uint32(int64(now)/int64(time.Millisecond)) + s.tsOffsetFor(key)
+		tsval := clock&^(1<<tsOptBits-1) | ws | sack<<4
+		if int32(tsval-clock) > 0 {
+			// The option bits put the value ahead of our clock. Our
+			// next segments carry the clock itself, below what the peer
+			// now holds as TS.Recent, and its PAWS check (RFC 7323
+			// §5.3) would drop them until the clock caught up: the
+			// first flight lost, recovered only by a 1 s RTO. Step back
+			// one slot, keeping the low bits (Linux cookie_init_timestamp).
+			tsval -= 1 << tsOptBits
+		}
 		r.Opts.HasTS, r.Opts.TSVal, r.Opts.TSEcr = true, tsval, sg.Opts.TSVal
 	}
 	s.emit(&r)
