@@ -1,9 +1,11 @@
 // Command bench is the side-by-side benchmark: the same load from kernel
 // sockets against utcp (the real `utcp serve` binary on a TUN), gVisor's
-// netstack on a TUN (bench/gvisorserve), the kernel against itself over a
-// veth pair (the upper reference) and the raw TUN ceiling (no stack).
+// netstack on a TUN (bench/gvisorserve), each plain and with TUN offloads
+// (utcp+off, gvisor+off: IFF_VNET_HDR and TUNSETOFFLOAD), the kernel
+// against itself over a veth pair (the upper reference) and the raw TUN
+// ceiling (no stack).
 //
-//	go run ./bench [--rounds 3] [--duration 2s] [--only utcp,gvisor,kernel,tun]
+//	go run ./bench [--rounds 3] [--duration 2s] [--only utcp,utcp+off,gvisor,gvisor+off,kernel,tun]
 //	               [--mem-rounds 1] [--idle 10000] [--tw 100000] [--json] [--cpuprofile FILE]
 //
 // Figures: upload and download MB/s on one connection, CPU seconds of the
@@ -11,7 +13,10 @@
 // Connection: close connections per second with 1 and 32 clients, RSS per
 // idle connection (10,000 to the hold service) and per TIME_WAIT entry
 // (100,000, made by the server closing first), raw TUN packets per second
-// both ways. bench/RESULTS.md holds a run and reads the figures.
+// both ways. Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
+// as a percentage of the kernel, and plain utcp upload/download as a
+// percentage of the raw TUN read/write ceiling of the same run.
+// bench/RESULTS.md holds a run and reads the figures.
 // In-memory bulk benchmarks (no TUN) are `go test -bench . ./bench`.
 //
 // Invariants:
@@ -24,8 +29,9 @@
 //   - Only 198.18.0.0/24 is used: host side 198.18.0.1 and 198.18.0.101-108
 //     (extra source addresses against ephemeral-port exhaustion), stacks
 //     198.18.0.2.
-//   - Rounds are interleaved (utcp, gvisor, kernel, tun, utcp, ...) and each
-//     round starts a fresh server process; figures are median [min–max].
+//   - Rounds are interleaved (utcp, utcp+off, gvisor, gvisor+off, kernel,
+//     tun, utcp, ...) and each round starts a fresh server process;
+//     figures are median [min–max].
 //   - Every load loop is bounded by a deadline and a count, every socket
 //     operation by a socket deadline; servers are stopped by their PID
 //     (SIGTERM, then SIGKILL after 3 s).

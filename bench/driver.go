@@ -86,7 +86,7 @@ func driverMain(args []string) error {
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
 	d := &driver{o: o, res: results{}, log: os.Stderr}
-	if o.cpuprofile != "" && o.only["utcp"] {
+	if o.cpuprofile != "" && (o.only["utcp"] || o.only["utcp+off"]) {
 		out, _ := exec.Command(filepath.Join(os.Getenv(envTmp), "utcp"), "serve", "-h").CombinedOutput()
 		d.profile = strings.Contains(string(out), "cpuprofile")
 		if !d.profile {
@@ -130,6 +130,12 @@ func driverMain(args []string) error {
 
 func (d *driver) note(s string) { d.notes = append(d.notes, s) }
 
+func (d *driver) noteOnce(s string) {
+	if !slices.Contains(d.notes, s) {
+		d.note(s)
+	}
+}
+
 // fastRound measures throughput, CPU, latency and connection rate of one
 // target on a fresh server.
 func (d *driver) fastRound(ctx context.Context, r int, t string) {
@@ -149,8 +155,11 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		return
 	}
 	so := serverOpts{verbose: d.o.verbose}
-	if t == "utcp" && d.profile {
+	if baseTarget(t) == "utcp" && d.profile {
 		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
+		if t == "utcp+off" {
+			so.cpuprofile = fmt.Sprintf("%s.off.r%d", d.o.cpuprofile, r)
+		}
 	}
 	s, err := startServer(ctx, t, so)
 	if err != nil {
@@ -158,6 +167,9 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		return
 	}
 	defer d.stopServer(s)
+	if s.offloadRefused() {
+		d.noteOnce(t + ": the kernel refused TUN offloads; this target ran without them")
+	}
 	var line []string
 	cpu := func() float64 { v, _ := cpuSeconds(s.pid()); return v }
 
@@ -301,17 +313,20 @@ func (d *driver) writeJSON(w io.Writer, took time.Duration) error {
 		Higher  bool            `json:"higher_is_better"`
 		Targets map[string]stat `json:"targets"`
 		Ratio   *float64        `json:"ratio_utcp_gvisor,omitempty"`
+		RatioO  *float64        `json:"ratio_utcpoff_gvisoroff,omitempty"`
+		PctK    *float64        `json:"pct_utcpoff_of_kernel,omitempty"`
 	}
 	out := struct {
-		Rounds    int           `json:"rounds"`
-		MemRounds int           `json:"mem_rounds"`
-		Duration  string        `json:"duration"`
-		Idle      int           `json:"idle_connections"`
-		TW        int           `json:"time_wait_target"`
-		Took      time.Duration `json:"took_ns"`
-		Figures   []fig         `json:"figures"`
-		Notes     []string      `json:"notes,omitempty"`
-	}{d.o.rounds, d.o.memRounds, d.o.duration.String(), d.o.idle, d.o.tw, took, nil, d.notes}
+		Rounds    int                `json:"rounds"`
+		MemRounds int                `json:"mem_rounds"`
+		Duration  string             `json:"duration"`
+		Idle      int                `json:"idle_connections"`
+		TW        int                `json:"time_wait_target"`
+		Took      time.Duration      `json:"took_ns"`
+		Figures   []fig              `json:"figures"`
+		Ceiling   map[string]float64 `json:"pct_utcp_of_tun_ceiling,omitempty"`
+		Notes     []string           `json:"notes,omitempty"`
+	}{d.o.rounds, d.o.memRounds, d.o.duration.String(), d.o.idle, d.o.tw, took, nil, nil, d.notes}
 	for _, f := range figures {
 		byT := d.res[f.Key]
 		if len(byT) == 0 {
@@ -321,13 +336,23 @@ func (d *driver) writeJSON(w io.Writer, took time.Duration) error {
 		for t, xs := range byT {
 			g.Targets[t] = summarize(xs)
 		}
-		u, ok1 := g.Targets["utcp"]
-		v, ok2 := g.Targets["gvisor"]
-		if ok1 && ok2 && v.Median != 0 {
-			r := u.Median / v.Median
-			g.Ratio = &r
+		g.Ratio = d.ratio(f.Key, "utcp", "gvisor")
+		g.RatioO = d.ratio(f.Key, "utcp+off", "gvisor+off")
+		if kernelComparable(f.Key) {
+			if r := d.ratio(f.Key, "utcp+off", "kernel"); r != nil {
+				*r *= 100
+				g.PctK = r
+			}
 		}
 		out.Figures = append(out.Figures, g)
+	}
+	for _, c := range ceilings {
+		if r := d.ceilingPct(c.fig, c.tunKey); r != nil {
+			if out.Ceiling == nil {
+				out.Ceiling = map[string]float64{}
+			}
+			out.Ceiling[c.fig] = *r
+		}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -356,33 +381,98 @@ func cell(xs []float64) string {
 	return fmt.Sprintf("%s [%s–%s]", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
 }
 
+// ratio is median(a)/median(b) of figure key, or nil if either is missing.
+func (d *driver) ratio(key, a, b string) *float64 {
+	x, y := d.res[key][a], d.res[key][b]
+	if len(x) == 0 || len(y) == 0 {
+		return nil
+	}
+	ym := summarize(y).Median
+	if ym == 0 {
+		return nil
+	}
+	r := summarize(x).Median / ym
+	return &r
+}
+
+// kernelComparable says whether a figure of a TUN stack can be put beside
+// the kernel's: RSS figures cannot (the kernel's sockets live in kernel
+// memory, not in its server's RSS) and the TIME_WAIT count is a target.
+func kernelComparable(key string) bool {
+	switch key {
+	case "idle_rss", "tw_rss", "tw_count", "tw_kslab":
+		return false
+	}
+	return true
+}
+
+// ceilings pairs plain utcp's throughput with the raw TUN direction that
+// bounds it: upload is the stack reading from the TUN, download is the
+// stack writing to it.
+var ceilings = []struct{ fig, tunKey, dir string }{
+	{"upload", "tun_read_mbs", "read"},
+	{"download", "tun_write_mbs", "write"},
+}
+
+// ceilingPct is plain utcp's median figure as a percentage of the median
+// raw TUN figure of the same run.
+func (d *driver) ceilingPct(fig, tunKey string) *float64 {
+	u, c := d.res[fig]["utcp"], d.res[tunKey]["tun"]
+	if len(u) == 0 || len(c) == 0 {
+		return nil
+	}
+	cm := summarize(c).Median
+	if cm == 0 {
+		return nil
+	}
+	p := 100 * summarize(u).Median / cm
+	return &p
+}
+
+func fmtRatio(r *float64, pct bool) string {
+	switch {
+	case r == nil:
+		return "-"
+	case pct:
+		return fmt.Sprintf("%.0f%%", *r*100)
+	default:
+		return fmt.Sprintf("%.2f", *r)
+	}
+}
+
 func (d *driver) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes\n\n",
 		d.o.rounds, d.o.duration, d.o.memRounds)
-	fmt.Fprintln(w, "| figure | unit | utcp | gVisor | kernel (veth) | utcp/gVisor |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| figure | unit | utcp | utcp+off | gVisor | gVisor+off | kernel (veth) | utcp/gVisor | utcp+off/gVisor+off | utcp+off % of kernel |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, f := range figures {
 		byT := d.res[f.Key]
 		if len(byT) == 0 || strings.HasPrefix(f.Key, "tun_") {
 			continue
 		}
-		ratio := "-"
-		if u, g := byT["utcp"], byT["gvisor"]; len(u) > 0 && len(g) > 0 {
-			if gm := summarize(g).Median; gm != 0 {
-				ratio = fmt.Sprintf("%.2f", summarize(u).Median/gm)
-			}
+		pctK := "-"
+		if kernelComparable(f.Key) {
+			pctK = fmtRatio(d.ratio(f.Key, "utcp+off", "kernel"), true)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit,
-			cell(byT["utcp"]), cell(byT["gvisor"]), cell(byT["kernel"]), ratio)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit,
+			cell(byT["utcp"]), cell(byT["utcp+off"]), cell(byT["gvisor"]), cell(byT["gvisor+off"]), cell(byT["kernel"]),
+			fmtRatio(d.ratio(f.Key, "utcp", "gvisor"), false),
+			fmtRatio(d.ratio(f.Key, "utcp+off", "gvisor+off"), false), pctK)
 	}
 	if len(d.res["tun_read_pps"]) > 0 {
 		fmt.Fprintln(w, "\nraw TUN ceiling (no stack; one process, 1500-byte IPv4/UDP packets)")
-		fmt.Fprintln(w, "\n| direction | pkt/s | MB/s |")
-		fmt.Fprintln(w, "| --- | --- | --- |")
-		fmt.Fprintf(w, "| read (kernel sendmmsg -> TUN -> process) | %s | %s |\n",
-			cell(d.res["tun_read_pps"]["tun"]), cell(d.res["tun_read_mbs"]["tun"]))
-		fmt.Fprintf(w, "| write (process -> TUN -> kernel socket) | %s | %s |\n",
-			cell(d.res["tun_write_pps"]["tun"]), cell(d.res["tun_write_mbs"]["tun"]))
+		fmt.Fprintln(w, "\n| direction | pkt/s | MB/s | plain utcp as % of it |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- |")
+		pct := func(fig, tunKey string) string {
+			if p := d.ceilingPct(fig, tunKey); p != nil {
+				return fmt.Sprintf("%s %.0f%%", fig, *p)
+			}
+			return "-"
+		}
+		fmt.Fprintf(w, "| read (kernel sendmmsg -> TUN -> process) | %s | %s | %s |\n",
+			cell(d.res["tun_read_pps"]["tun"]), cell(d.res["tun_read_mbs"]["tun"]), pct("upload", "tun_read_mbs"))
+		fmt.Fprintf(w, "| write (process -> TUN -> kernel socket) | %s | %s | %s |\n",
+			cell(d.res["tun_write_pps"]["tun"]), cell(d.res["tun_write_mbs"]["tun"]), pct("download", "tun_write_mbs"))
 	}
 	for _, n := range d.notes {
 		fmt.Fprintln(w, "\nnote:", n)

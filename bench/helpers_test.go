@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"utcp/seg"
 )
@@ -78,6 +80,80 @@ func TestParseOptions(t *testing.T) {
 	for _, bad := range [][]string{{"--only", "bsd"}, {"--rounds", "0"}, {"extra"}} {
 		if _, err := parseOptions(bad, io.Discard); err == nil {
 			t.Errorf("parseOptions(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseOptionsOffloadTargets(t *testing.T) {
+	o, err := parseOptions([]string{"--only", "utcp+off,gvisor+off"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.only["utcp+off"] || !o.only["gvisor+off"] || o.only["utcp"] || o.only["gvisor"] {
+		t.Fatalf("only %v", o.only)
+	}
+	def, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"} {
+		if !def.only[tg] {
+			t.Errorf("default run lacks %s", tg)
+		}
+	}
+	if baseTarget("gvisor+off") != "gvisor" || baseTarget("utcp") != "utcp" {
+		t.Fatal("baseTarget")
+	}
+}
+
+// TestTableRatios checks the pairings the issue asks for: plain pair,
+// offload pair, utcp+off against the kernel, and plain utcp against the
+// TUN ceiling of the matching direction (upload: read, download: write).
+func TestTableRatios(t *testing.T) {
+	d := &driver{o: &options{rounds: 3, duration: time.Second}, res: results{}}
+	for _, v := range []struct {
+		key, target string
+		xs          []float64
+	}{
+		{"upload", "utcp", []float64{400, 300, 500}},
+		{"upload", "gvisor", []float64{100, 100, 100}},
+		{"upload", "utcp+off", []float64{2000, 2000, 2000}},
+		{"upload", "gvisor+off", []float64{1000, 1000, 1000}},
+		{"upload", "kernel", []float64{2500, 2500, 2500}},
+		{"download", "utcp", []float64{270}},
+		{"tun_read_mbs", "tun", []float64{800}},
+		{"tun_write_mbs", "tun", []float64{300}},
+		{"tun_read_pps", "tun", []float64{1}},
+		{"idle_rss", "utcp+off", []float64{1500}},
+		{"idle_rss", "kernel", []float64{1000}},
+	} {
+		for _, x := range v.xs {
+			d.res.add(v.key, v.target, x)
+		}
+	}
+	if r := d.ratio("upload", "utcp", "gvisor"); r == nil || *r != 4 {
+		t.Errorf("utcp/gvisor %v", r)
+	}
+	if r := d.ratio("upload", "utcp+off", "gvisor+off"); r == nil || *r != 2 {
+		t.Errorf("utcp+off/gvisor+off %v", r)
+	}
+	if p := d.ceilingPct("upload", "tun_read_mbs"); p == nil || *p != 50 {
+		t.Errorf("upload %% of read ceiling %v", p)
+	}
+	if p := d.ceilingPct("download", "tun_write_mbs"); p == nil || *p != 90 {
+		t.Errorf("download %% of write ceiling %v", p)
+	}
+	var b strings.Builder
+	d.writeTable(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| 400 [300–500] | 2000 [2000–2000] | 100 [100–100] | 1000 [1000–1000] | 2500 [2500–2500] | 4.00 | 2.00 | 80% |",
+		"| RSS per idle connection (hold) | B/conn | - | 1500 | - | - | 1000 | - | - | - |",
+		"| 1.00 | 800 | upload 50% |",
+		"| - | 300 | download 90% |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -23,15 +23,18 @@ const (
 
 const usage = `usage: go run ./bench [flags]
 
-Runs the same load from kernel sockets against four targets, each in a
+Runs the same load from kernel sockets against six targets, each in a
 network namespace of its own making that vanishes when the run ends:
 
-  utcp    the real utcp binary (go build ./cmd/utcp; utcp serve) on a TUN
-  gvisor  gVisor's netstack on a TUN (bench/gvisorserve, fdbased link)
-  kernel  the Linux stack against itself over a veth pair (upper reference)
-  tun     raw TUN ceiling: packets a process reads from / writes to a TUN
+  utcp         the real utcp binary (go build ./cmd/utcp; utcp serve) on a TUN
+  utcp+off     the same with --offload (IFF_VNET_HDR, TUNSETOFFLOAD csum/TSO)
+  gvisor       gVisor's netstack on a TUN (bench/gvisorserve, fdbased link)
+  gvisor+off   the same with --offload (IFF_VNET_HDR, TUNSETOFFLOAD csum/TSO4,
+               gVisor's TCP sending 64 KiB GSO super-segments)
+  kernel       the Linux stack against itself over a veth pair (upper reference)
+  tun          raw TUN ceiling: packets a process reads from / writes to a TUN
 
-Rounds are interleaved (utcp gvisor kernel tun, utcp gvisor kernel tun, ...)
+Rounds are interleaved (utcp utcp+off gvisor gvisor+off kernel tun, utcp ...)
 and each figure is reported as median [min-max] over the rounds. Memory
 figures (10,000 idle connections, 100,000 TIME_WAIT entries) run
 --mem-rounds times, after the fast rounds. Needs root and /dev/net/tun.
@@ -55,7 +58,11 @@ type options struct {
 	verbose    bool
 }
 
-var allTargets = []string{"utcp", "gvisor", "kernel", "tun"}
+var allTargets = []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"}
+
+// baseTarget is the program a target runs: "utcp+off" is utcp serve
+// --offload, "gvisor+off" is gvisorserve --offload.
+func baseTarget(t string) string { return strings.TrimSuffix(t, "+off") }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -65,12 +72,12 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		fs.PrintDefaults()
 	}
 	o := &options{}
-	only := fs.String("only", strings.Join(allTargets, ","), "comma-separated targets to run: utcp,gvisor,kernel,tun")
+	only := fs.String("only", strings.Join(allTargets, ","), "comma-separated targets to run: "+strings.Join(allTargets, ","))
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds of the fast figures (throughput, latency, connection rate)")
 	fs.IntVar(&o.memRounds, "mem-rounds", 1, "rounds of the memory figures (idle connections, TIME_WAIT); 0 skips them")
 	fs.DurationVar(&o.duration, "duration", 2*time.Second, "length of each timed figure in a round")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of a table")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "passed to utcp serve as --cpuprofile FILE.rN (if the binary has that flag)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "passed to utcp serve as --cpuprofile FILE.rN (FILE.off.rN for utcp+off), if the binary has that flag")
 	fs.IntVar(&o.idle, "idle", 10000, "idle connections held open for the RSS-per-connection figure")
 	fs.IntVar(&o.tw, "tw", 100000, "TIME_WAIT entries to create for the memory-per-TIME_WAIT figure")
 	fs.DurationVar(&o.twBudget, "tw-budget", 50*time.Second, "most time spent creating TIME_WAIT entries per target (the kernel keeps them 60 s)")
@@ -148,7 +155,7 @@ func parentMain(args []string) error {
 	}
 	builds := map[string]string{"utcp": "./cmd/utcp", "gvisor": "./bench/gvisorserve"}
 	for _, t := range []string{"utcp", "gvisor"} {
-		if !o.only[t] {
+		if !o.only[t] && !o.only[t+"+off"] {
 			continue
 		}
 		out := filepath.Join(tmp, t)

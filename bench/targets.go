@@ -62,10 +62,15 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 	s := &server{name: name, tmp: tmp, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	switch name {
-	case "utcp":
+	case "utcp", "utcp+off":
 		s.hostIf = "butcp0"
-		args := []string{"serve", "--tun", s.hostIf, "--control", filepath.Join(tmp, "utcp.sock"),
+		args := []string{"serve", "--tun", s.hostIf, "--control", s.controlPath(),
 			"--hold", strconv.Itoa(holdPort), "--backlog", "1024"}
+		if name == "utcp+off" {
+			s.hostIf = "butcpo0"
+			args[2] = s.hostIf
+			args = append(args, "--offload")
+		}
 		if o.longTimeWait {
 			args = append(args, "--msl", "300s")
 		}
@@ -73,10 +78,16 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 			args = append(args, "--cpuprofile", o.cpuprofile)
 		}
 		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), args...)
-	case "gvisor":
+	case "gvisor", "gvisor+off":
 		s.hostIf = "bgvs0"
-		args := []string{"--tun", s.hostIf, "--control", filepath.Join(tmp, "gvisor.sock"),
+		if name == "gvisor+off" {
+			s.hostIf = "bgvso0"
+		}
+		args := []string{"--tun", s.hostIf, "--control", s.controlPath(),
 			"--hold", strconv.Itoa(holdPort)}
+		if name == "gvisor+off" {
+			args = append(args, "--offload")
+		}
 		if o.longTimeWait {
 			args = append(args, "--tw-timeout", "10m")
 		}
@@ -132,6 +143,18 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
+// controlPath is the target's control socket (utcp and gVisor targets).
+func (s *server) controlPath() string {
+	return filepath.Join(s.tmp, strings.ReplaceAll(s.name, "+", "-")+".sock")
+}
+
+// offloadRefused reports whether an offload target said it runs without
+// offloads (utcp serve --offload falls back with a notice when the kernel
+// refuses TUNSETOFFLOAD; gvisorserve --offload exits instead).
+func (s *server) offloadRefused() bool {
+	return strings.HasSuffix(s.name, "+off") && strings.Contains(s.stderr.String(), "running without them")
+}
+
 func (s *server) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var err error
@@ -180,7 +203,7 @@ func (s *server) stop() {
 
 // timeWaitCount asks the target how many TIME_WAIT entries it holds.
 func (s *server) timeWaitCount() (int, error) {
-	switch s.name {
+	switch baseTarget(s.name) {
 	case "utcp":
 		var resp struct {
 			OK    bool   `json:"ok"`
@@ -189,7 +212,7 @@ func (s *server) timeWaitCount() (int, error) {
 				State string `json:"state"`
 			} `json:"conns"`
 		}
-		if err := controlJSON(filepath.Join(s.tmp, "utcp.sock"), `{"op":"ss"}`+"\n", &resp); err != nil {
+		if err := controlJSON(s.controlPath(), `{"op":"ss"}`+"\n", &resp); err != nil {
 			return 0, err
 		}
 		if !resp.OK {
@@ -206,7 +229,7 @@ func (s *server) timeWaitCount() (int, error) {
 		var resp struct {
 			States map[string]int `json:"states"`
 		}
-		if err := controlJSON(filepath.Join(s.tmp, "gvisor.sock"), "", &resp); err != nil {
+		if err := controlJSON(s.controlPath(), "", &resp); err != nil {
 			return 0, err
 		}
 		n := 0

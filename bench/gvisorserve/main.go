@@ -1,6 +1,8 @@
 // Command gvisorserve is the benchmark's gVisor peer: gVisor's netstack
 // (gvisor.dev/gvisor/pkg/tcpip) on a Linux TUN device through its fdbased
-// link endpoint, serving the same services as `utcp serve` (echo 7,
+// link endpoint or, with --offload, through our own virtio-net link
+// endpoint (offload.go: IFF_VNET_HDR, TUNSETOFFLOAD csum|tso4, gVisor's
+// host GSO; fdbased does no GSO on a TUN), serving the same services as `utcp serve` (echo 7,
 // discard 9, chargen 19, http 80 via net/http on a gonet listener, and
 // hold on --hold) as --addr. `go run ./bench` builds it and runs it inside
 // the benchmark's own network namespace; it is not meant to be run by
@@ -10,6 +12,10 @@
 //   - It configures only the TUN device it creates (address and link up)
 //     and exits, removing the device, on SIGINT/SIGTERM or when its
 //     parent dies (the bench sets Pdeathsig).
+//   - With --offload every packet on the TUN carries a 10-byte
+//     virtio_net_hdr; a packet the kernel marks neither NEEDS_CSUM nor
+//     DATA_VALID has its checksums verified by the link before gVisor sees
+//     it (the endpoint claims RX checksum offload).
 //   - The control socket answers one JSON line per connection with
 //     gVisor's endpoint counts by state, so the bench can count TIME_WAIT
 //     entries without going through the stack under test.
@@ -57,6 +63,7 @@ func run() error {
 	control := flag.String("control", "", "unix socket answering {\"states\":{...}} (gVisor endpoint counts by state)")
 	twTimeout := flag.Duration("tw-timeout", 60*time.Second, "TIME_WAIT duration (gVisor's default is 60 s)")
 	sack := flag.Bool("sack", true, "enable SACK (gVisor's default is off; Linux and utcp have it on)")
+	offload := flag.Bool("offload", false, "open the TUN with IFF_VNET_HDR and TUNSETOFFLOAD csum|tso4 and let gVisor's TCP send 64 KiB GSO super-segments (our own link endpoint: fdbased does not do GSO on a TUN)")
 	flag.Parse()
 
 	hp, err := netip.ParsePrefix(*host)
@@ -68,9 +75,28 @@ func run() error {
 		return fmt.Errorf("--addr %q: want an IPv4 address", *addr)
 	}
 
-	fd, err := tun.Open(*name)
-	if err != nil {
-		return fmt.Errorf("open TUN %s: %v", *name, err)
+	var ep stack.LinkEndpoint
+	if *offload {
+		f, err := openOffloadTUN(*name)
+		if err != nil {
+			return fmt.Errorf("open TUN %s with offloads: %v", *name, err)
+		}
+		if ep, err = newVnetEndpoint(f, uint32(*mtu)); err != nil {
+			return err
+		}
+	} else {
+		fd, err := tun.Open(*name)
+		if err != nil {
+			return fmt.Errorf("open TUN %s: %v", *name, err)
+		}
+		ep, err = fdbased.New(&fdbased.Options{
+			FDs:                []int{fd},
+			MTU:                uint32(*mtu),
+			PacketDispatchMode: fdbased.Readv,
+		})
+		if err != nil {
+			return fmt.Errorf("fdbased: %v", err)
+		}
 	}
 	for _, args := range [][]string{
 		{"addr", "add", hp.String(), "dev", *name},
@@ -98,14 +124,6 @@ func run() error {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, o); err != nil {
 			return fmt.Errorf("tcp option %T: %s", o, err)
 		}
-	}
-	ep, err := fdbased.New(&fdbased.Options{
-		FDs:                []int{fd},
-		MTU:                uint32(*mtu),
-		PacketDispatchMode: fdbased.Readv,
-	})
-	if err != nil {
-		return fmt.Errorf("fdbased: %v", err)
 	}
 	if err := s.CreateNIC(nic, ep); err != nil {
 		return fmt.Errorf("CreateNIC: %s", err)
@@ -142,7 +160,11 @@ func run() error {
 		defer os.Remove(*control)
 		go serveControl(cl, s)
 	}
-	fmt.Fprintf(os.Stderr, "gvisorserve: serving as %v on %s\n", a, *name)
+	mode := "plain (fdbased, readv)"
+	if *offload {
+		mode = "with offloads (IFF_VNET_HDR, csum|tso4, GSO max 64 KiB)"
+	}
+	fmt.Fprintf(os.Stderr, "gvisorserve: serving as %v on %s, %s\n", a, *name, mode)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
