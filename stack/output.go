@@ -315,7 +315,11 @@ func (t *tcb) output() {
 		t.sndMax = t.sndNxt
 	}
 	if t.sndUna != t.sndMax {
-		if !t.timers.Armed(timers.Retransmit) {
+		// Re-arm as a probe once the flight has grown past one segment:
+		// the timer was an RTO only because a lone segment's ACK may be
+		// delayed (RFC 8985 §7.2).
+		if !t.timers.Armed(timers.Retransmit) ||
+			(!t.tlpPending && int(t.sndMax.Sub(t.sndUna)) > t.mss && t.tlpEligible()) {
 			t.armRetransmit()
 		}
 	} else if t.snd.Len() > int(t.sndNxt.Sub(t.sndStart)) && !t.timers.Armed(timers.Persist) {

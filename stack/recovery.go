@@ -138,8 +138,7 @@ func (t *tcb) retransmitHead() {
 func (t *tcb) armRetransmit() {
 	rto := t.rto.Current()
 	t.tlpPending = false
-	if t.sackOK && t.rto.HasSample() && !t.inRecovery && !t.rtoRecovery && t.retries == 0 && !t.tlpOutstanding &&
-		(t.state == Established || t.state == CloseWait) {
+	if t.tlpEligible() {
 		pto := 2 * t.rto.SRTT()
 		if int(t.sndMax.Sub(t.sndUna)) <= t.mss {
 			pto += 200 * time.Millisecond // the peer may delay its ACK of a lone segment
@@ -204,4 +203,14 @@ func (t *tcb) checkLostRetransmit(ack seg.Seq) {
 		t.s.ctr.TCPLostRetransmit++
 		t.retransmitHead()
 	}
+}
+
+// tlpEligible reports whether a tail-loss probe may be armed: SACK on, an
+// RTT measured, no recovery or timeout in progress and no probe
+// outstanding, in any state with data or a FIN in flight (a bulk sender
+// that has already closed its side, FIN_WAIT1 with data queued, needs it
+// most).
+func (t *tcb) tlpEligible() bool {
+	return t.sackOK && t.rto.HasSample() && !t.inRecovery && !t.rtoRecovery && t.retries == 0 && !t.tlpOutstanding &&
+		(t.state == Established || t.state == CloseWait || t.state == FinWait1 || t.state == Closing || t.state == LastAck)
 }
