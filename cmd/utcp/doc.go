@@ -5,12 +5,18 @@
 //	utcp dial  [network and stack flags] HOST:PORT
 //	utcp ss    [--tun NAME | --control PATH] [-t] [-l | -a] [-i] [-o] [state STATE]...
 //	utcp nstat [--tun NAME | --control PATH] [-a] [-z] [-n] [-r] [-s] [--json] [PATTERN]...
+//	utcp lab   [--log FILE] [serve flags] [-- COMMAND [ARG...]]
 //
 // The serve and dial command lines are a contract (CONTRACT.md); ss and
 // nstat print like their Linux namesakes. Stack knobs carry the names of
 // the sysctls they mirror (--msl, --fin-timeout, --max-tw-buckets,
 // --tw-reuse, --syn-retries, --synack-retries, --retries2, --sndbuf,
-// --rcvbuf, --delayed-ack, --nodelay).
+// --rcvbuf, --rcvbuf-max, --no-moderate-rcvbuf, --congestion, --sack,
+// --syncookies, --keepalive-time/intvl/probes, --delayed-ack, --nodelay);
+// --offload opens the TUN with virtio-net offloads, --cpuprofile and
+// --pprof expose profiles. lab runs serve in a throwaway network (and
+// mount) namespace and a shell or COMMAND beside it, and removes all of it
+// on exit (lab.go states its rules).
 //
 // # Control protocol
 //
