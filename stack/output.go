@@ -35,13 +35,6 @@ func (t *tcb) advertise() uint16 {
 	if field > 0xffff {
 		field = 0xffff
 	}
-	if field == 0 && !t.advZero {
-		t.advZero = true
-		t.s.ctr.TCPToZeroWindowAdv++
-	} else if field != 0 && t.advZero {
-		t.advZero = false
-		t.s.ctr.TCPFromZeroWindowAdv++
-	}
 	if field<<t.rcvShift < cur {
 		// Rounding down would shrink the window: round up instead, but
 		// only into buffer space we have. Past it, in-window data would
@@ -53,6 +46,13 @@ func (t *tcb) advertise() uint16 {
 		if up := min((cur+(1<<t.rcvShift)-1)>>t.rcvShift, 0xffff); up<<t.rcvShift <= free {
 			field = up
 		}
+	}
+	if field == 0 && !t.advZero {
+		t.advZero = true
+		t.s.ctr.TCPToZeroWindowAdv++
+	} else if field != 0 && t.advZero {
+		t.advZero = false
+		t.s.ctr.TCPFromZeroWindowAdv++
 	}
 	if edge := t.rcvNxt.Add(field << t.rcvShift); edge.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = edge
