@@ -19,6 +19,13 @@ Creates the TUN device like utcp serve, opens a connection from the stack
 to HOST:PORT (normally on the host side, e.g. 198.18.0.1:8080) and copies
 stdin to it and it to stdout, like nc. On stdin EOF it half-closes
 (sends FIN) and keeps reading; it exits when the peer closes.
+
+TIME_WAIT lab: with --local-port P and --again D, once the connection has
+ended (dial closed first on stdin EOF, so it holds the TIME_WAIT), dial
+waits D and opens a second connection from the same port to the same
+peer, then closes it. Without --tw-reuse that fails with "address already
+in use"; with --tw-reuse (and timestamps, and D > 1s) the TIME_WAIT entry
+is recycled (TcpExtTWRecycled). One line on stderr reports which.
 `
 
 func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -26,6 +33,8 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dial", flag.ContinueOnError)
 	f.register(fs, false)
 	timeout := fs.Duration("timeout", 30*time.Second, "give up if the connection is not established within this time")
+	lport := fs.Int("local-port", 0, "local port of the connection (0 picks an ephemeral one)")
+	again := fs.Duration("again", 0, "after the connection ends, wait this long and connect again from the same local port (TIME_WAIT / --tw-reuse lab)")
 	setUsage(fs, dialSynopsis)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -36,6 +45,12 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	raddr, err := netip.ParseAddrPort(fs.Arg(0))
 	if err != nil || !raddr.Addr().Is4() || raddr.Port() == 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("dial: %q: want IPv4:PORT, like 198.18.0.1:8080", fs.Arg(0))}
+	}
+	if *lport < 0 || *lport > 65535 {
+		return &exitError{code: 2, msg: fmt.Sprintf("dial: --local-port %d: want 0-65535", *lport)}
+	}
+	if *again < 0 {
+		return &exitError{code: 2, msg: fmt.Sprintf("dial: --again %v: must not be negative", *again)}
 	}
 	ns, err := f.check()
 	if err != nil {
@@ -51,7 +66,7 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer env.close()
 
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
-	c, err := env.stack.Dial(dctx, raddr)
+	c, err := env.stack.DialFrom(dctx, uint16(*lport), raddr)
 	cancel()
 	if err != nil {
 		return failf("dial %v: %v", raddr, err)
@@ -98,6 +113,35 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	default:
 		// stdin still open: the peer closed first, which ends us like nc.
 	}
+	if *again > 0 {
+		return dialAgain(ctx, env.stack, c, raddr, *again, *timeout, stderr)
+	}
+	return nil
+}
+
+// dialAgain is the TIME_WAIT lab: connect once more from the first
+// connection's local port and report whether its TIME_WAIT was recycled.
+func dialAgain(ctx context.Context, st *stack.Stack, first *stack.Conn, raddr netip.AddrPort, wait, timeout time.Duration, stderr io.Writer) error {
+	local := first.Info().Local
+	fmt.Fprintf(stderr, "utcp: %v -> %v ended in %v\n", local, raddr, first.Info().State)
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return &exitError{code: 130}
+	}
+	before := st.Counters().TWRecycled
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	c, err := st.DialFrom(dctx, local.Port(), raddr)
+	cancel()
+	if err != nil {
+		return failf("again from %v to %v: %v", local, raddr, err)
+	}
+	recycled := st.Counters().TWRecycled - before
+	c.CloseWrite()
+	io.Copy(io.Discard, c)
+	c.Close()
+	linger(c, 2*time.Second)
+	fmt.Fprintf(stderr, "utcp: again from %v to %v: connected (TcpExtTWRecycled +%d)\n", local, raddr, recycled)
 	return nil
 }
 
