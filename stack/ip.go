@@ -7,8 +7,38 @@ import (
 	"utcp/seg"
 )
 
+// TrustedLink is implemented by a Link that can vouch for checksums: a
+// TUN with offloads knows which packets the kernel produced locally
+// (partial checksum) or already verified, and reports it per packet in
+// trusted, which has room for len(bufs) flags. The stack then skips its
+// own TCP checksum verification for exactly those packets; every other
+// packet (trusted[i] false) is verified as usual, so forged or corrupted
+// input injected past the kernel's own stack is still counted in
+// InCsumErrors. It is an optional interface so that links, and the
+// wrappers around them (a capture tap, a lossy test link), need not know
+// of it: a wrapper that does not forward it simply loses the shortcut.
+type TrustedLink interface {
+	ReadPacketsTrusted(bufs [][]byte, sizes []int, trusted []bool) (int, error)
+}
+
+// linkReader returns the function the read loop calls for a batch: the
+// link's ReadPacketsTrusted when it has one, otherwise ReadPackets with
+// every flag false. Decided once per loop, not per batch.
+func (s *Stack) linkReader() func(bufs [][]byte, sizes []int, trusted []bool) (int, error) {
+	if tl, ok := s.link.(TrustedLink); ok {
+		return tl.ReadPacketsTrusted
+	}
+	return func(bufs [][]byte, sizes []int, trusted []bool) (int, error) {
+		return s.link.ReadPackets(bufs, sizes)
+	}
+}
+
 // input handles one packet read from the link.
-func (s *Stack) input(pkt []byte) {
+func (s *Stack) input(pkt []byte) { s.inputPacket(pkt, false) }
+
+// inputPacket handles one packet read from the link; trusted means the link
+// vouched for its TCP checksum (see TrustedLink).
+func (s *Stack) inputPacket(pkt []byte, trusted bool) {
 	if len(pkt) == 0 {
 		s.ctr.InHdrErrors++
 		return
@@ -41,11 +71,12 @@ func (s *Stack) input(pkt []byte) {
 		if !ok {
 			return
 		}
+		trusted = false // reassembled from pieces nobody vouched for as a whole
 	}
 	switch ip.Protocol() {
 	case seg.ProtoTCP:
 		s.ctr.InDelivers++
-		s.tcpInput(src, payload)
+		s.tcpInput(src, payload, trusted)
 	case seg.ProtoICMP:
 		s.ctr.InDelivers++
 		s.icmpInput(ip, payload)
@@ -63,9 +94,15 @@ func usableSource(src, self netip.Addr) bool {
 	return src != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-func (s *Stack) tcpInput(src netip.Addr, tcp []byte) {
+func (s *Stack) tcpInput(src netip.Addr, tcp []byte, trusted bool) {
 	sg := &s.rxSeg
-	if err := sg.ParseTCP(src, s.addr, tcp); err != nil {
+	var err error
+	if trusted {
+		err = sg.ParseTCPTrusted(src, s.addr, tcp)
+	} else {
+		err = sg.ParseTCP(src, s.addr, tcp)
+	}
+	if err != nil {
 		s.ctr.InErrs++
 		if errors.Is(err, seg.ErrTCPChecksum) {
 			s.ctr.InCsumErrors++

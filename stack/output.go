@@ -176,8 +176,14 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	off := int(seq.Sub(t.sndStart))
 	flags := seg.ACK
 	sg := t.header(flags, seq)
-	if room := s.mtu - sg.HeaderLen(); n > room {
-		n = room
+	hl := sg.HeaderLen()
+	room, cut := t.gsoRoom(hl)
+	if n > cut {
+		// More than one segment's worth: a super-segment of whole
+		// segments when the link cuts them (gso.go), else one segment.
+		// The FIN waits for the remainder, which output sends next.
+		n = min(n, room)
+		n -= n % cut
 		fin = false
 	}
 	var payload []byte
@@ -200,8 +206,12 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	}
 	sg.Payload = payload
 	now := s.clock.Now()
+	pieces := 1
+	if n > cut {
+		pieces = (n + cut - 1) / cut // what the peer receives
+	}
 	if seq.LessThan(t.sndMax) {
-		s.ctr.RetransSegs++
+		s.ctr.RetransSegs += uint64(pieces)
 		if t.rtoRecovery {
 			s.ctr.TCPSlowStartRetrans++
 		}
@@ -217,7 +227,13 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 		t.rtt.Start(uint32(seq), now)
 	}
 	t.lastSend = now
-	s.emit(&sg)
+	if pieces > 1 {
+		sg.Src = s.addr
+		s.emitRaw(sg.AppendTo(s.superBuf(hl + n)))
+		s.ctr.OutSegs += uint64(pieces)
+	} else {
+		s.emit(&sg)
+	}
 	t.ackSent()
 	return n, fin
 }
@@ -271,7 +287,7 @@ func (t *tcb) output() {
 			if usable <= 0 {
 				break
 			}
-			n := min(unsent, usable, t.mss)
+			n := min(unsent, usable, t.sendQuantum())
 			if t.sackOK && t.sndNxt.LessThan(t.sndMax) {
 				if next, ok := t.sb.nextStart(t.sndNxt); ok {
 					n = min(n, int(next.Sub(t.sndNxt)))

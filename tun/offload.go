@@ -143,3 +143,14 @@ func (d *Device) CoalescedSegments() uint64 { return d.w.coalesced.Load() }
 // header could not be honoured (too short, a checksum position outside the
 // packet, an IPv4 super-packet over 65535 bytes).
 func (d *Device) DroppedPackets() uint64 { return d.r.dropped.Load() }
+
+// GSOMaxSize reports the largest packet WritePackets takes (stack.GSOLink):
+// 65535 with offloads, when a TCP/IPv4 segment longer than the MTU is
+// written as one GSO super-packet with gso_size = MTU less its headers,
+// and 0 without, when every packet must fit the MTU.
+func (d *Device) GSOMaxSize() int {
+	if d.offload {
+		return maxIPv4Packet
+	}
+	return 0
+}

@@ -168,6 +168,18 @@ func (l *sizeLink) ReadPackets(bufs [][]byte, sizes []int) (int, error) {
 	return n, err
 }
 
+// ReadPacketsTrusted records sizes too; the stack prefers it (see
+// stack.TrustedLink), so the kernel's partial checksums are not redone.
+func (l *sizeLink) ReadPacketsTrusted(bufs [][]byte, sizes []int, trusted []bool) (int, error) {
+	n, err := l.Device.Trusted().ReadPacketsTrusted(bufs, sizes, trusted)
+	for _, s := range sizes[:n] {
+		if int64(s) > l.maxRead.Load() {
+			l.maxRead.Store(int64(s))
+		}
+	}
+	return n, err
+}
+
 // transfer moves size bytes of seeded random data from a writer to a reader
 // and returns both SHA-256 sums.
 func transfer(t testing.TB, w io.Writer, r io.Reader, size int, seed uint64) (sent, got [32]byte) {
@@ -261,10 +273,15 @@ func TestOffloadStackTransfer(t *testing.T) {
 	if sent != got {
 		t.Fatalf("kernel → utcp: SHA-256 differs")
 	}
-	t.Logf("kernel → utcp: %d MiB in %v; GSOReads %d, ChecksumsCompleted %d, largest packet %d",
-		size>>20, time.Since(start).Round(time.Millisecond), d.GSOReads(), d.ChecksumsCompleted(), link.maxRead.Load())
+	t.Logf("kernel → utcp: %d MiB in %v; GSOReads %d, ChecksumsCompleted %d, TrustedReads %d, largest packet %d",
+		size>>20, time.Since(start).Round(time.Millisecond), d.GSOReads(), d.ChecksumsCompleted(), d.TrustedReads(), link.maxRead.Load())
 	if d.GSOReads() == 0 || link.maxRead.Load() <= int64(d.MTU()) {
 		t.Fatalf("no super-packets read (GSOReads %d, largest %d bytes)", d.GSOReads(), link.maxRead.Load())
+	}
+	// The kernel's segments carry partial checksums: the stack must have
+	// been told to trust them rather than the tun completing them.
+	if d.TrustedReads() < d.GSOReads() {
+		t.Fatalf("TrustedReads %d below GSOReads %d", d.TrustedReads(), d.GSOReads())
 	}
 
 	start = time.Now()

@@ -2,6 +2,7 @@ package tun
 
 import (
 	"encoding/binary"
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,15 +43,26 @@ func (r *reader) readVnet(fd uintptr) bool {
 		var h vnetHdr
 		h.decode(r.vhdr[:])
 		p := buf[:m-vnetHdrLen]
-		switch finishPacket(&h, p) {
-		case finishDrop:
-			r.dropped.Add(1)
-			continue
-		case finishCsum:
-			r.csums.Add(1)
+		trusted := false
+		if r.trusted != nil {
+			trusted = finishTrusted(&h, p)
+		}
+		if trusted {
+			r.trustedN.Add(1)
+		} else {
+			switch finishPacket(&h, p) {
+			case finishDrop:
+				r.dropped.Add(1)
+				continue
+			case finishCsum:
+				r.csums.Add(1)
+			}
 		}
 		if h.gsoType != unix.VIRTIO_NET_HDR_GSO_NONE {
 			r.gsoReads.Add(1)
+		}
+		if r.trusted != nil {
+			r.trusted[r.n] = trusted
 		}
 		r.sizes[r.n] = len(p)
 		r.n++
@@ -158,6 +170,84 @@ func finishPacket(h *vnetHdr, p []byte) finishResult {
 	}
 	binary.BigEndian.PutUint16(p[at:], c)
 	return finishCsum
+}
+
+// Trusted is the Device as a link that vouches for checksums: the Device's
+// methods plus ReadPacketsTrusted (see there). Use d.Trusted() as the
+// stack's link to skip verifying what the kernel produced.
+type Trusted struct{ *Device }
+
+// Trusted returns d as a checksum-vouching link.
+func (d *Device) Trusted() Trusted { return Trusted{d} }
+
+// ReadPacketsTrusted is ReadPackets that also reports, in trusted[i], that
+// packet i is TCP/IPv4 whose checksum the kernel vouched for, so the caller
+// need not verify it (utcp/stack looks for this method on its link).
+//
+// Such a packet's TCP checksum field is left as the kernel handed it: for
+// VIRTIO_NET_HDR_F_NEEDS_CSUM the pseudo-header sum only, not a valid
+// checksum. We do not complete it because nobody would read it: the
+// kernel produced the bytes itself from a local socket and they never
+// left memory (that is what NEEDS_CSUM means on a TUN; a virtio-net driver
+// trusts it the same way, virtio 1.x §5.1.6.4), and the only reader of
+// the field, the receiver's verification, is what the flag lets the
+// caller skip. Completing and then not checking would be a whole pass
+// over the payload spent for nothing. A caller that wants valid checksums
+// in its buffers (a packet capture) calls ReadPackets, which completes
+// them. DATA_VALID packets (the kernel verified them) keep their real
+// checksum. Everything else — other protocols, fragments, packets injected
+// through AF_PACKET with no flag — reads exactly as with ReadPackets and
+// has trusted[i] false, so the caller still verifies it.
+//
+// It is a method of Trusted, not of Device, on purpose: a wrapper that
+// embeds *Device and overrides ReadPackets (to count or capture) would
+// otherwise have the promoted ReadPacketsTrusted chosen over its own
+// ReadPackets by the stack, silently bypassing it.
+func (d Trusted) ReadPacketsTrusted(bufs [][]byte, sizes []int, trusted []bool) (int, error) {
+	if len(trusted) < len(bufs) {
+		return 0, fmt.Errorf("tun: ReadPacketsTrusted: %d trusted flags for %d buffers", len(trusted), len(bufs))
+	}
+	clear(trusted[:len(bufs)])
+	if !d.offload {
+		// No virtio header, no flags: nothing is vouched for.
+		return d.ReadPackets(bufs, sizes)
+	}
+	return d.readPackets(bufs, sizes, trusted)
+}
+
+// TrustedReads counts packets ReadPacketsTrusted delivered with trusted set
+// (their checksum neither completed nor verified in software).
+func (d *Device) TrustedReads() uint64 { return d.r.trustedN.Load() }
+
+// finishTrusted handles a packet for ReadPacketsTrusted when it can be
+// trusted: TCP over unfragmented IPv4 that the kernel marked NEEDS_CSUM
+// (with the checksum where TCP's is, so the header is what we think) or
+// DATA_VALID. For a super-packet it still fixes the IPv4 total length, as
+// finishPacket does. It reports false, touching nothing, for anything
+// else; the caller then runs finishPacket.
+func finishTrusted(h *vnetHdr, p []byte) bool {
+	ihl, v4 := ipv4HeaderLen(p)
+	if !v4 || p[9] != protoTCP || len(p) < ihl+20 || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 {
+		return false
+	}
+	partial := h.flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+	valid := h.flags&unix.VIRTIO_NET_HDR_F_DATA_VALID != 0
+	switch {
+	case partial && int(h.csumStart) == ihl && h.csumOffset == tcpCsumOff:
+	case valid && !partial:
+	default:
+		return false
+	}
+	if h.gsoType&^unix.VIRTIO_NET_HDR_GSO_ECN != unix.VIRTIO_NET_HDR_GSO_NONE {
+		if len(p) > maxIPv4Packet {
+			return false // finishPacket drops it
+		}
+		if int(binary.BigEndian.Uint16(p[2:4])) != len(p) {
+			binary.BigEndian.PutUint16(p[2:4], uint16(len(p)))
+			ipv4HeaderChecksum(p, ihl)
+		}
+	}
+	return true
 }
 
 // ipv4HeaderLen returns the header length of p if p starts with a plausible

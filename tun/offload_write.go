@@ -25,14 +25,20 @@ const (
 func (w *writer) writeVnet(fd uintptr) bool {
 	for w.n < len(w.bufs) {
 		k := 1
-		if w.n >= w.splitUntil {
+		super := w.mtu > 0 && len(w.bufs[w.n]) > w.mtu
+		if w.n >= w.splitUntil && !super {
 			k = coalesceRun(w.bufs[w.n:])
 		}
 		var err error
-		if k == 1 {
+		switch {
+		case super:
+			// The caller's own super-segment (GSOMaxSize): cut at
+			// the MTU, as the stack.GSOLink contract says.
+			err = w.writeSuper(fd, w.bufs[w.n])
+		case k == 1:
 			err = w.writeOne(fd, w.bufs[w.n])
-		} else {
-			err = w.writeGSO(fd, w.bufs[w.n:w.n+k])
+		default:
+			err = w.writeGSO(fd, w.bufs[w.n:w.n+k], 0)
 		}
 		switch {
 		case err == nil:
@@ -72,13 +78,20 @@ func (w *writer) writeOne(fd uintptr, pkt []byte) error {
 // gso_size pieces, copying the headers to each piece and fixing sequence
 // numbers, IP IDs, lengths and checksums; for local delivery it need not
 // cut at all.
-func (w *writer) writeGSO(fd uintptr, run [][]byte) error {
+//
+// cut, when not 0, is the gso_size to use instead of the first segment's
+// payload length (writeSuper).
+func (w *writer) writeGSO(fd uintptr, run [][]byte, cut int) error {
 	first := run[0]
 	ihl := int(first[0]&0x0f) * 4
 	hl := ihl + int(first[ihl+12]>>4)*4
 	total := hl
 	for _, p := range run {
 		total += len(p) - hl
+	}
+	gsoSize := len(first) - hl
+	if cut > 0 {
+		gsoSize = cut
 	}
 	head := w.head[:hl]
 	copy(head, first[:hl])
@@ -96,7 +109,7 @@ func (w *writer) writeGSO(fd uintptr, run [][]byte) error {
 		flags:      unix.VIRTIO_NET_HDR_F_NEEDS_CSUM,
 		gsoType:    unix.VIRTIO_NET_HDR_GSO_TCPV4,
 		hdrLen:     uint16(hl),
-		gsoSize:    uint16(len(first) - hl),
+		gsoSize:    uint16(gsoSize),
 		csumStart:  uint16(ihl),
 		csumOffset: tcpCsumOff,
 	}
@@ -111,6 +124,29 @@ func (w *writer) writeGSO(fd uintptr, run [][]byte) error {
 		}
 	}
 	return w.writev(fd)
+}
+
+// writeSuper writes pkt, longer than the MTU, as one TCPV4 GSO packet cut
+// into MTU-sized pieces: gso_size is the MTU less pkt's IPv4 and TCP
+// headers. Anything that is not such a TCP segment (flags other than ACK
+// and PSH) is written as is, and the kernel judges it.
+func (w *writer) writeSuper(fd uintptr, pkt []byte) error {
+	ihl, ok := ipv4HeaderLen(pkt)
+	if !ok || pkt[9] != protoTCP || len(pkt) < ihl+20 || len(pkt) > maxIPv4Packet ||
+		binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 ||
+		pkt[ihl+13]&^tcpFlagPSH != tcpFlagACK {
+		return w.writeOne(fd, pkt)
+	}
+	hl := ihl + int(pkt[ihl+12]>>4)*4
+	if hl < ihl+20 || hl >= len(pkt) || w.mtu-hl <= 0 {
+		return w.writeOne(fd, pkt)
+	}
+	err := w.writeGSO(fd, [][]byte{pkt}, w.mtu-hl)
+	if err == nil {
+		w.gsoWrites.Add(1)
+		w.coalesced.Add(uint64((len(pkt) - hl + w.mtu - hl - 1) / (w.mtu - hl)))
+	}
+	return err
 }
 
 // writev writes w.iov as one packet, then forgets the caller's buffers.

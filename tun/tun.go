@@ -189,6 +189,12 @@ func (d *Device) TruncatedPackets() uint64 { return d.r.truncated.Load() }
 // dropped and counted (TruncatedPackets) rather than returned cut short.
 // After Close it returns an error that errors.Is(err, os.ErrClosed).
 func (d *Device) ReadPackets(bufs [][]byte, sizes []int) (n int, err error) {
+	return d.readPackets(bufs, sizes, nil)
+}
+
+// readPackets is ReadPackets; a non-nil trusted (offload_read.go) also
+// receives which packets' checksums the kernel vouched for.
+func (d *Device) readPackets(bufs [][]byte, sizes []int, trusted []bool) (n int, err error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}
@@ -203,10 +209,10 @@ func (d *Device) ReadPackets(bufs [][]byte, sizes []int) (n int, err error) {
 	// nothing.
 	r := &d.r
 	r.mu.Lock()
-	r.bufs, r.sizes, r.n, r.err = bufs, sizes, 0, nil
+	r.bufs, r.sizes, r.trusted, r.n, r.err = bufs, sizes, trusted, 0, nil
 	rerr := d.rc.Read(r.fn)
 	n, readErr := r.n, r.err
-	r.bufs, r.sizes, r.err = nil, nil, nil // keep no caller memory reachable
+	r.bufs, r.sizes, r.trusted, r.err = nil, nil, nil, nil // keep no caller memory reachable
 	r.mu.Unlock()
 
 	if d.closed.Load() {
@@ -244,11 +250,13 @@ type reader struct {
 	spare     [1]byte
 
 	// Offload only (offload_read.go).
+	trusted  []bool
 	vhdr     [vnetHdrLen]byte
 	iov3     [3]unix.Iovec
 	gsoReads atomic.Uint64
 	csums    atomic.Uint64
 	dropped  atomic.Uint64
+	trustedN atomic.Uint64
 }
 
 // read is the poller callback: it runs with the descriptor held and
@@ -315,7 +323,7 @@ func (d *Device) WritePackets(bufs [][]byte) (int, error) {
 	// ReadPackets for why the state lives in the Device.
 	w := &d.w
 	w.mu.Lock()
-	w.bufs, w.n, w.err, w.splitUntil = bufs, 0, nil, 0
+	w.bufs, w.n, w.err, w.splitUntil, w.mtu = bufs, 0, nil, 0, d.mtu
 	werr := d.rc.Write(w.fn)
 	n, writeErr := w.n, w.err
 	w.bufs, w.err = nil, nil
@@ -347,6 +355,7 @@ type writer struct {
 	err  error
 
 	// Offload only (offload_write.go).
+	mtu        int
 	iov        []unix.Iovec
 	splitUntil int
 	hdrNone    [vnetHdrLen]byte

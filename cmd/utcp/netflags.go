@@ -179,7 +179,7 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 		fmt.Fprintf(stderr, "utcp: --offload: the kernel refused TUN offloads on %s; running without them\n", n.tun)
 	}
 	env := &netEnv{dev: dev, stopProfiling: stopProfiling}
-	var link stack.Link = dev
+	var link stack.Link = dev.Trusted()
 	if n.pcap != "" {
 		f, err := os.OpenFile(n.pcap, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
