@@ -51,6 +51,8 @@ type server struct {
 type serverOpts struct {
 	longTimeWait bool   // keep TIME_WAIT entries for minutes (memory figure)
 	cpuprofile   string // utcp only
+	queues       int    // utcp only: --queues
+	procs        int    // utcp only: GOMAXPROCS, 0 for Go's default
 	verbose      bool
 }
 
@@ -77,7 +79,13 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 		if o.cpuprofile != "" {
 			args = append(args, "--cpuprofile", o.cpuprofile)
 		}
+		if o.queues > 1 {
+			args = append(args, "--queues", strconv.Itoa(o.queues))
+		}
 		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), args...)
+		if o.procs > 0 {
+			s.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(o.procs))
+		}
 	case "gvisor", "gvisor+off":
 		s.hostIf = "bgvs0"
 		if name == "gvisor+off" {

@@ -160,6 +160,7 @@ type Stack struct {
 	free        [][]byte
 	flushing    bool
 	bufSize     int
+	mq          *multiQueue // per-queue output of a MultiQueueLink; nil with one queue
 
 	timer      *time.Timer
 	timerArmed bool
@@ -215,8 +216,7 @@ func New(cfg Config) (*Stack, error) {
 	if !cfg.Manual {
 		s.timer = time.AfterFunc(time.Hour, s.onTimer)
 		s.timer.Stop()
-		s.wg.Add(1)
-		go s.readLoop()
+		s.startReaders() // multiqueue.go: one reader per link queue
 	}
 	return s, nil
 }
@@ -260,13 +260,11 @@ func (s *Stack) readLoop() {
 	n := max(s.link.BatchSize(), 1)
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
-	trusted := make([]bool, n)
-	read := s.linkReader()
 	for i := range bufs {
 		bufs[i] = make([]byte, 65536)
 	}
 	for {
-		k, err := read(bufs, sizes, trusted)
+		k, err := s.link.ReadPackets(bufs, sizes)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -283,7 +281,7 @@ func (s *Stack) readLoop() {
 		}
 		s.mu.Lock()
 		for i := 0; i < k; i++ {
-			s.inputPacket(bufs[i][:sizes[i]], trusted[i])
+			s.input(bufs[i][:sizes[i]])
 		}
 		s.endBatch()
 		s.unlockAndFlush()
@@ -338,6 +336,10 @@ func (s *Stack) rearm() {
 // goroutine at a time flushes, taking batches in the order they were
 // produced, so packets never overtake each other.
 func (s *Stack) unlockAndFlush() {
+	if s.mq != nil {
+		s.unlockAndFlushQueues()
+		return
+	}
 	if s.cfg.Manual || s.flushing || len(s.outq) == 0 || s.link == nil {
 		s.mu.Unlock()
 		return

@@ -51,6 +51,7 @@ type netFlags struct {
 	kaIntvl      time.Duration
 	kaProbes     int
 	offload      bool
+	queues       int
 	cpuprofile   string
 	pprof        string
 }
@@ -86,6 +87,7 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.DurationVar(&n.kaIntvl, "keepalive-intvl", 75*time.Second, "time between keepalive probes (tcp_keepalive_intvl)")
 	fs.IntVar(&n.kaProbes, "keepalive-probes", 9, "unanswered keepalive probes before the connection fails (tcp_keepalive_probes)")
 	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
+	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
 	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
 }
@@ -151,6 +153,14 @@ func (n *netFlags) check() (netSetup, error) {
 	if n.delayedACK < 0 {
 		return ns, failf("--delayed-ack %v: must be zero (off) or positive", n.delayedACK)
 	}
+	if n.queues < 1 || n.queues > tun.MaxQueues {
+		return ns, failf("--queues %d: must be 1 to %d", n.queues, tun.MaxQueues)
+	}
+	if n.queues > 1 && n.pcap != "" {
+		// The capture tap is a single-queue Link: behind it the stack
+		// would read queue 0 only and miss the flows steered elsewhere.
+		return ns, failf("--pcap captures a single queue: use it with --queues 1")
+	}
 	ns.host, ns.addr = host, addr
 	return ns, nil
 }
@@ -158,7 +168,7 @@ func (n *netFlags) check() (netSetup, error) {
 // netEnv is an open device, optional capture and running stack.
 type netEnv struct {
 	stopProfiling func()
-	dev           *tun.Device
+	dev           tunDevice
 	pcapF         *os.File
 	stack         *stack.Stack
 	tracer        *tracer
@@ -170,7 +180,7 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := tun.Open(tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload})
+	dev, link, err := n.openDevice(ns)
 	if err != nil {
 		stopProfiling()
 		return nil, tunError(n.tun, err)
@@ -179,7 +189,6 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 		fmt.Fprintf(stderr, "utcp: --offload: the kernel refused TUN offloads on %s; running without them\n", n.tun)
 	}
 	env := &netEnv{dev: dev, stopProfiling: stopProfiling}
-	var link stack.Link = dev.Trusted()
 	if n.pcap != "" {
 		f, err := os.OpenFile(n.pcap, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
@@ -195,7 +204,7 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 			return nil, failf("--pcap: %v", err)
 		}
 		env.pcapF = f
-		link = tuntest.NewTap(dev, w)
+		link = tuntest.NewTap(link, w)
 	}
 	cfg := stack.Config{
 		Link:          link,
@@ -264,6 +273,32 @@ func (e *netEnv) closeDevice() {
 	if e.pcapF != nil {
 		e.pcapF.Close()
 	}
+}
+
+// tunDevice is what the command needs of a single- or multi-queue device.
+type tunDevice interface {
+	Name() string
+	Offload() bool
+	Close() error
+}
+
+// openDevice opens the TUN with --queues queues: a plain tun.Device for
+// one, a tun.MultiQueue (which the stack reads with one goroutine per
+// queue) for more.
+func (n *netFlags) openDevice(ns netSetup) (tunDevice, stack.Link, error) {
+	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload}
+	if n.queues > 1 {
+		m, err := tun.OpenMultiQueue(cfg, n.queues)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, m, nil
+	}
+	d, err := tun.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d, nil
 }
 
 // tunError turns a failure to create the device into one line that says

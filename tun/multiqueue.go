@@ -1,0 +1,249 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Multi-queue TUN (IFF_MULTI_QUEUE, Documentation/networking/tuntap.rst
+// "Multiqueue tuntap interface"): the same interface is attached N times,
+// each attachment its own descriptor with its own packet queue. The kernel
+// picks a queue for each packet it sends to us by flow: tun_automq_select_queue
+// first looks the flow's symmetric hash up in a table that tun_get_user fills
+// from our own writes (a flow goes to the queue we last wrote it on, entries
+// expire after 3 s without a write), and otherwise scales the hash over the
+// queues. So as long as we write every packet of one connection on the same
+// queue, the kernel delivers that connection's packets on that queue too, and
+// one reader per queue sees each connection's packets in order.
+
+// MaxQueues bounds Config-independent queue counts: the kernel's limit is
+// MAX_TAP_QUEUES (256); more than a few per core only costs descriptors.
+const MaxQueues = 256
+
+// MultiQueue is one TUN interface opened with n queues. Its methods are safe
+// for concurrent use; distinct queues can be read and written in parallel.
+//
+// MultiQueue satisfies stack.Link, but its ReadPackets and WritePackets use
+// queue 0 only: a user that does not know about queues must read every queue
+// (ReadQueue) or it will miss the packets the kernel steers elsewhere. The
+// stack detects QueueCount/ReadQueue/WriteQueue and runs one reader per queue.
+type MultiQueue struct {
+	queues []*Device
+	closed atomic.Bool
+}
+
+// OpenMultiQueue creates the interface cfg.Name with IFF_MULTI_QUEUE and
+// attaches n queues (1 ≤ n ≤ MaxQueues), then configures it like Open. With
+// cfg.Offload every queue carries virtio-net headers; if the kernel refuses
+// offloads the device opens without them, as Open does.
+func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
+	if n < 1 || n > MaxQueues {
+		return nil, fmt.Errorf("tun: %d queues: want 1 to %d", n, MaxQueues)
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if err := validateName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
+		return nil, fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
+	}
+	if cfg.HostAddr.IsValid() {
+		a := cfg.HostAddr.Addr().Unmap()
+		if !a.Is4() || cfg.HostAddr.Bits() > 32 {
+			return nil, fmt.Errorf("tun: host address %v: only an IPv4 address with a prefix length of 0 to 32 is supported", cfg.HostAddr)
+		}
+	}
+	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
+		return nil, errNoTunDevice
+	}
+	files, name, offload, err := attachQueues(cfg.Name, n, cfg.Offload)
+	if err == errOffloadRefused {
+		files, name, offload, err = attachQueues(cfg.Name, n, false)
+	}
+	if err != nil {
+		return nil, openError(cfg.Name, err)
+	}
+	m := &MultiQueue{queues: make([]*Device, 0, n)}
+	for i, f := range files {
+		qcfg := cfg
+		if i > 0 {
+			// Address, MTU and UP are properties of the interface: set
+			// them once, through queue 0.
+			qcfg.HostAddr = netip.Prefix{}
+		}
+		d, err := openQueue(qcfg, f, name, offload, i == 0)
+		if err != nil {
+			for _, g := range files[i+1:] {
+				g.Close()
+			}
+			m.Close()
+			return nil, err
+		}
+		m.queues = append(m.queues, d)
+	}
+	return m, nil
+}
+
+// openQueue wraps one attached descriptor in a Device. Only the first queue
+// configures the interface (address, MTU, UP): those are per interface.
+func openQueue(cfg Config, f *os.File, name string, offload, configureLink bool) (*Device, error) {
+	if configureLink {
+		return openFile(cfg, f, name, offload)
+	}
+	d := &Device{name: name, mtu: cfg.MTU, file: f, offload: offload}
+	d.r.fn = d.r.read
+	d.w.fn = d.w.write
+	if offload {
+		d.r.fn = d.r.readVnet
+		d.w.fn = d.w.writeVnet
+		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tun: %s: raw descriptor: %w", name, err)
+	}
+	d.rc = rc
+	return d, nil
+}
+
+// attachQueues opens /dev/net/tun n times and attaches each descriptor to
+// the interface with TUNSETIFF and IFF_MULTI_QUEUE. The first attachment
+// creates the interface (and fixes its name if cfg.Name holds "%d"); the
+// others name it exactly. All must ask for the same flags, or the kernel
+// refuses the attachment (tun_set_iff).
+func attachQueues(name string, n int, offload bool) (files []*os.File, got string, _ bool, err error) {
+	var fds []int
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}
+	}()
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE)
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	got = name
+	for i := range n {
+		fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, "", false, err
+		}
+		fds = append(fds, fd)
+		ifr, err := unix.NewIfreq(got)
+		if err != nil {
+			return nil, "", false, err
+		}
+		ifr.SetUint16(flags)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			if err == unix.EINVAL && offload && i == 0 {
+				return nil, "", false, errOffloadRefused
+			}
+			return nil, "", false, err
+		}
+		got = ifr.Name()
+		if i == 0 {
+			// As Open: the interface dies with its last descriptor even
+			// if we attached to a persistent one.
+			if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
+				return nil, "", false, err
+			}
+		}
+		if offload {
+			// The header size is per queue (tun_file); the offloads are
+			// per interface, but setting them on each queue is harmless.
+			if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
+				return nil, "", false, errOffloadRefused
+			}
+			if err := setOffload(fd, offloadFlags); err != nil {
+				return nil, "", false, errOffloadRefused
+			}
+		}
+	}
+	// Wrap only now: os.NewFile registers a non-blocking descriptor with
+	// the runtime poller, and that registration fails ("not pollable") on
+	// a TUN descriptor not yet attached to an interface.
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), tunPath))
+	}
+	return files, got, offload, nil
+}
+
+// Name returns the interface name.
+func (m *MultiQueue) Name() string { return m.queues[0].Name() }
+
+// MTU returns the MTU the device was configured with.
+func (m *MultiQueue) MTU() int { return m.queues[0].MTU() }
+
+// BatchSize returns how many packets one read may return.
+func (m *MultiQueue) BatchSize() int { return batchSize }
+
+// Offload reports whether the queues run with offloads.
+func (m *MultiQueue) Offload() bool { return m.queues[0].Offload() }
+
+// Queues returns the queues, each a Device bound to one descriptor. The
+// slice must not be modified; closing one queue detaches it only.
+func (m *MultiQueue) Queues() []*Device { return m.queues }
+
+// QueueCount returns the number of queues.
+func (m *MultiQueue) QueueCount() int { return len(m.queues) }
+
+// ReadQueue reads from queue q as Device.ReadPackets does.
+func (m *MultiQueue) ReadQueue(q int, bufs [][]byte, sizes []int) (int, error) {
+	return m.queues[q].ReadPackets(bufs, sizes)
+}
+
+// WriteQueue writes to queue q as Device.WritePackets does. Write every
+// packet of one flow on the same queue: the kernel then steers the flow's
+// incoming packets to that queue too (see the top of this file).
+func (m *MultiQueue) WriteQueue(q int, bufs [][]byte) (int, error) {
+	return m.queues[q].WritePackets(bufs)
+}
+
+// ReadPackets reads queue 0 only (see MultiQueue).
+func (m *MultiQueue) ReadPackets(bufs [][]byte, sizes []int) (int, error) {
+	return m.ReadQueue(0, bufs, sizes)
+}
+
+// WritePackets writes on queue 0.
+func (m *MultiQueue) WritePackets(bufs [][]byte) (int, error) {
+	return m.WriteQueue(0, bufs)
+}
+
+// Stats sums the per-queue counters (truncated, GSO, checksum, dropped).
+func (m *MultiQueue) Stats() (truncated, gsoReads, gsoWrites, dropped uint64) {
+	for _, d := range m.queues {
+		truncated += d.TruncatedPackets()
+		gsoReads += d.GSOReads()
+		gsoWrites += d.GSOWrites()
+		dropped += d.DroppedPackets()
+	}
+	return
+}
+
+// Close closes every queue; the interface disappears with the last one.
+// A second Close returns an error that errors.Is(err, os.ErrClosed).
+func (m *MultiQueue) Close() error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return fmt.Errorf("tun: close multi-queue device: %w", os.ErrClosed)
+	}
+	var first error
+	for _, d := range m.queues {
+		if err := d.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
