@@ -260,11 +260,13 @@ func (s *Stack) readLoop() {
 	n := max(s.link.BatchSize(), 1)
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
+	trusted := make([]bool, n)
+	read := s.linkReader()
 	for i := range bufs {
 		bufs[i] = make([]byte, 65536)
 	}
 	for {
-		k, err := s.link.ReadPackets(bufs, sizes)
+		k, err := read(bufs, sizes, trusted)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -281,7 +283,7 @@ func (s *Stack) readLoop() {
 		}
 		s.mu.Lock()
 		for i := 0; i < k; i++ {
-			s.input(bufs[i][:sizes[i]])
+			s.inputPacket(bufs[i][:sizes[i]], trusted[i])
 		}
 		s.endBatch()
 		s.unlockAndFlush()

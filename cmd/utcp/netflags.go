@@ -298,7 +298,7 @@ func (n *netFlags) openDevice(ns netSetup) (tunDevice, stack.Link, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return d, d, nil
+	return d, d.Trusted(), nil
 }
 
 // tunError turns a failure to create the device into one line that says
