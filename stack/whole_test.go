@@ -282,8 +282,8 @@ func TestAcceptQueueOverflowAndRecovery(t *testing.T) {
 				if ctr.ListenOverflows == 0 || ctr.ListenDrops < ctr.ListenOverflows {
 					t.Fatalf("ListenOverflows %d ListenDrops %d", ctr.ListenOverflows, ctr.ListenDrops)
 				}
-				if cookies > 0 && (ctr.SyncookiesSent == 0 || ctr.SyncookiesRecv == 0) {
-					t.Fatalf("SyncookiesSent %d SyncookiesRecv %d", ctr.SyncookiesSent, ctr.SyncookiesRecv)
+				if cookies > 0 && ctr.SyncookiesSent == 0 {
+					t.Fatalf("SyncookiesSent %d: the SYNs beyond the SYN queue got no cookie", ctr.SyncookiesSent)
 				}
 				if cookies < 0 && ctr.SyncookiesSent != 0 {
 					t.Fatalf("cookies sent while disabled")
@@ -321,6 +321,12 @@ func TestAcceptQueueOverflowAndRecovery(t *testing.T) {
 				}
 				if got := p.b.Counters().PassiveOpens; got != n {
 					t.Fatalf("PassiveOpens %d, want %d", got, n)
+				}
+				// Whether a cookie's ACK found room at once depends on the
+				// order the dialers ran in; by now every cookie client has
+				// been let in, by its ACK or by its data segment.
+				if c := p.b.Counters(); cookies > 0 && c.SyncookiesRecv == 0 {
+					t.Fatalf("SyncookiesSent %d SyncookiesRecv %d", c.SyncookiesSent, c.SyncookiesRecv)
 				}
 			})
 		})
