@@ -45,23 +45,8 @@ func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
 	if n < 1 || n > MaxQueues {
 		return nil, fmt.Errorf("tun: %d queues: want 1 to %d", n, MaxQueues)
 	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
-	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
-	}
-	if err := validateName(cfg.Name); err != nil {
+	if err := cfg.normalize(); err != nil {
 		return nil, err
-	}
-	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
-		return nil, fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
-	}
-	if cfg.HostAddr.IsValid() {
-		a := cfg.HostAddr.Addr().Unmap()
-		if !a.Is4() || cfg.HostAddr.Bits() > 32 {
-			return nil, fmt.Errorf("tun: host address %v: only an IPv4 address with a prefix length of 0 to 32 is supported", cfg.HostAddr)
-		}
 	}
 	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoTunDevice

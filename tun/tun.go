@@ -70,25 +70,8 @@ type Device struct {
 // inside water, which does not close it; such failures are normally fatal,
 // and Open checks what it can (name, MTU, address, /dev/net/tun) first.
 func Open(cfg Config) (*Device, error) {
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
-	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
-	}
-	if err := validateName(cfg.Name); err != nil {
+	if err := cfg.normalize(); err != nil {
 		return nil, err
-	}
-	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
-		return nil, fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
-	}
-	if cfg.HostAddr.IsValid() {
-		// IPv4 only, like the rest of utcp for now (DESIGN.md: IPv6 later).
-		a := cfg.HostAddr.Addr().Unmap()
-		if !a.Is4() || cfg.HostAddr.Bits() > 32 {
-			return nil, fmt.Errorf("tun: host address %v: only an IPv4 address with a prefix length of 0 to 32 is supported", cfg.HostAddr)
-		}
-		cfg.HostAddr = netip.PrefixFrom(a, cfg.HostAddr.Bits())
 	}
 	// Check for the control device first: water would report a bare ENOENT
 	// (and leak nothing, but say nothing useful either).
@@ -403,4 +386,31 @@ func (d *Device) Close() error {
 
 func (d *Device) closedError(op string) error {
 	return fmt.Errorf("tun: %s %s: %w", op, d.name, os.ErrClosed)
+}
+
+// normalize fills defaults and validates the configuration before anything
+// is created, so a bad value costs no device. Open and OpenMultiQueue share
+// it.
+func (cfg *Config) normalize() error {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if err := validateName(cfg.Name); err != nil {
+		return err
+	}
+	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
+		return fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
+	}
+	if cfg.HostAddr.IsValid() {
+		// IPv4 only, like the rest of utcp for now (DESIGN.md: IPv6 later).
+		a := cfg.HostAddr.Addr().Unmap()
+		if !a.Is4() || cfg.HostAddr.Bits() > 32 {
+			return fmt.Errorf("tun: host address %v: only an IPv4 address with a prefix length of 0 to 32 is supported", cfg.HostAddr)
+		}
+		cfg.HostAddr = netip.PrefixFrom(a, cfg.HostAddr.Bits())
+	}
+	return nil
 }
