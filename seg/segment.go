@@ -114,7 +114,16 @@ func (s *Segment) HeaderLen() int {
 // for HeaderLen()+len(Payload) more bytes. Src and Dst should be IPv4
 // (anything else is written as 0.0.0.0, never a panic) and the packet must
 // fit in 65535 bytes, which the stack's MSS guarantees.
-func (s *Segment) AppendTo(b []byte) []byte {
+func (s *Segment) AppendTo(b []byte) []byte { return s.appendTo(b, false) }
+
+// AppendPartial is AppendTo for a link that completes transport checksums
+// itself (a NIC's checksum offload; Linux's CHECKSUM_PARTIAL, virtio's
+// NEEDS_CSUM): the TCP checksum field holds only the folded pseudo-header
+// sum, which the link adds the header and payload to. It saves a pass over
+// the payload; the packet is not valid on the wire until completed.
+func (s *Segment) AppendPartial(b []byte) []byte { return s.appendTo(b, true) }
+
+func (s *Segment) appendTo(b []byte, partial bool) []byte {
 	optLen := s.Opts.Len()
 	tcpLen := TCPMinHeaderLen + optLen + len(s.Payload)
 	b = AppendIPv4Header(b, s.Src, s.Dst, ProtoTCP, s.TTL, s.ID, tcpLen)
@@ -135,6 +144,10 @@ func (s *Segment) AppendTo(b []byte) []byte {
 	b = s.Opts.appendOptions(b)
 	b = append(b, s.Payload...)
 	sum := PseudoHeaderSum(s.Src, s.Dst, ProtoTCP, tcpLen)
-	binary.BigEndian.PutUint16(b[start+16:], ^Checksum(b[start:], sum))
+	if partial {
+		binary.BigEndian.PutUint16(b[start+16:], fold32(sum))
+	} else {
+		binary.BigEndian.PutUint16(b[start+16:], ^Checksum(b[start:], sum))
+	}
 	return b
 }

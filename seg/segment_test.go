@@ -286,3 +286,33 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("Parse error path: %v allocs", n)
 	}
 }
+
+// TestAppendPartial checks the CHECKSUM_PARTIAL form: identical to AppendTo
+// but for the TCP checksum field, which holds the folded pseudo-header sum,
+// and completing it as a NIC does (the one's complement of the sum from the
+// TCP header to the end, field included) gives AppendTo's packet exactly.
+func TestAppendPartial(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := range 2000 {
+		s := randSeg(r, 9000)
+		full := s.AppendTo(nil)
+		part := s.AppendPartial(nil)
+		if len(part) != len(full) {
+			t.Fatalf("#%d: partial %d bytes, full %d", i, len(part), len(full))
+		}
+		csum := IPv4MinHeaderLen + 16
+		if !bytes.Equal(part[:csum], full[:csum]) || !bytes.Equal(part[csum+2:], full[csum+2:]) {
+			t.Fatalf("#%d: partial packet differs from AppendTo's outside the TCP checksum", i)
+		}
+		tcpLen := len(part) - IPv4MinHeaderLen
+		want := fold32(PseudoHeaderSum(s.Src, s.Dst, ProtoTCP, tcpLen))
+		if got := uint16(part[csum])<<8 | uint16(part[csum+1]); got != want {
+			t.Fatalf("#%d: partial checksum field %#04x, want pseudo-header sum %#04x", i, got, want)
+		}
+		done := ^Checksum(part[IPv4MinHeaderLen:], 0)
+		part[csum], part[csum+1] = byte(done>>8), byte(done)
+		if !bytes.Equal(part, full) {
+			t.Fatalf("#%d: completed partial checksum %#04x differs from AppendTo's", i, done)
+		}
+	}
+}

@@ -61,39 +61,92 @@ func (c *Conn) opErr(op string, err error) error {
 func (c *Conn) Read(b []byte) (int, error) {
 	s := c.s
 	s.mu.Lock()
+	if err := c.awaitData(len(b) == 0); err != nil {
+		return 0, err
+	}
+	t := c.t
+	if len(b) == 0 {
+		s.mu.Unlock()
+		return 0, nil
+	}
+	n := t.rcv.Read(b)
+	t.consumed(n)
+	s.unlockAndFlush()
+	return n, nil
+}
+
+// WriteTo hands the received bytes to w until the peer's FIN (then it
+// returns a nil error, as io.WriterTo asks) or an error. io.Copy uses it:
+// each chunk of the receive queue is passed to w.Write as it lies in the
+// queue, without the copy Read makes, and its window space is released at
+// once. The read deadline applies to the waits.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	s := c.s
+	var total int64
+	s.mu.Lock()
+	for {
+		if err := c.awaitData(false); err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+		t := c.t
+		data, chunk := t.rcv.takeHead()
+		t.consumed(len(data))
+		s.unlockAndFlush()
+		n, err := w.Write(data)
+		total += int64(n)
+		s.mu.Lock()
+		t.rcv.giveBack(chunk)
+		if err != nil {
+			s.mu.Unlock()
+			return total, err
+		}
+		if n < len(data) {
+			s.mu.Unlock()
+			return total, io.ErrShortWrite
+		}
+	}
+}
+
+// consumed does the bookkeeping after the application took n bytes:
+// receive-buffer autotuning and a window update if one is due.
+func (t *tcb) consumed(n int) {
+	t.bytesRead += uint64(n)
+	t.rcvSpaceAdjust(t.s.clock.Now())
+	t.windowUpdate()
+}
+
+// awaitData waits, with s.mu held, until the receive queue has bytes (it
+// returns nil with s.mu still held) or reading must stop (it returns the
+// error, io.EOF at the peer's FIN, with s.mu released). With zeroOK a
+// zero-length read returns at once.
+func (c *Conn) awaitData(zeroOK bool) error {
+	s := c.s
 	for {
 		t := c.t
 		switch {
 		case c.closed:
 			s.mu.Unlock()
-			return 0, c.opErr("read", net.ErrClosed)
+			return c.opErr("read", net.ErrClosed)
 		case c.rdDL.expired():
 			s.mu.Unlock()
-			return 0, c.opErr("read", errTimeout)
+			return c.opErr("read", errTimeout)
 		case t.rcv.Len() > 0:
-			if len(b) == 0 {
-				s.mu.Unlock()
-				return 0, nil
-			}
-			n := t.rcv.Read(b)
-			t.bytesRead += uint64(n)
-			t.rcvSpaceAdjust(s.clock.Now())
-			t.windowUpdate()
-			s.unlockAndFlush()
-			return n, nil
+			return nil
 		case t.finRcvd || t.rdShut:
 			s.mu.Unlock()
-			return 0, io.EOF
+			return io.EOF
 		case t.state == Closed || t.state == TimeWait:
 			err := t.err
 			s.mu.Unlock()
 			if err == nil || err == errClosedConn {
-				return 0, io.EOF
+				return io.EOF
 			}
-			return 0, c.opErr("read", err)
-		case len(b) == 0:
-			s.mu.Unlock()
-			return 0, nil
+			return c.opErr("read", err)
+		case zeroOK:
+			return nil
 		}
 		s.mu.Unlock()
 		select {

@@ -14,6 +14,9 @@ package stack
 //     number advanced, PSH only on the last piece, and fresh lengths, IDs
 //     and checksums. So each piece is what the stack would have sent as a
 //     full-sized segment.
+//   - Such a packet's TCP checksum field holds only the pseudo-header sum
+//     for its whole length (seg.AppendPartial, CHECKSUM_PARTIAL): the link
+//     computes every piece's checksum anyway, so the stack does not.
 //
 // The stack relies on the last rule to keep the wire unchanged: it sends
 // a super-segment only while its own segment size equals the cut size,

@@ -2,8 +2,10 @@ package stack
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -29,6 +31,13 @@ func (l *gsoLink) WritePackets(bufs [][]byte) (int, error) {
 	for _, b := range bufs {
 		if len(b) <= l.MTU() {
 			out = append(out, b)
+			continue
+		}
+		// The contract: a super-packet carries only the pseudo-header sum
+		// in its TCP checksum; complete it as the link would.
+		b = completePartial(b)
+		if b == nil {
+			l.bad.Add(1)
 			continue
 		}
 		var sg seg.Segment
@@ -57,6 +66,22 @@ func (l *gsoLink) WritePackets(bufs [][]byte) (int, error) {
 	}
 	_, err := l.Link.WritePackets(out)
 	return len(bufs), err
+}
+
+// completePartial checks that the TCP/IPv4 packet b (20-byte IP header)
+// holds the folded pseudo-header sum in its TCP checksum field, as
+// seg.AppendPartial writes it, and returns a copy with the checksum
+// completed; nil if the field is anything else.
+func completePartial(b []byte) []byte {
+	const ihl = seg.IPv4MinHeaderLen
+	src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	want := seg.Checksum(nil, seg.PseudoHeaderSum(src, dst, seg.ProtoTCP, len(b)-ihl))
+	if binary.BigEndian.Uint16(b[ihl+16:]) != want {
+		return nil
+	}
+	c := append([]byte(nil), b...)
+	binary.BigEndian.PutUint16(c[ihl+16:], ^seg.Checksum(c[ihl:], 0))
+	return c
 }
 
 // Bulk transfer both ways with both stacks sending super-segments through

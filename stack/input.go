@@ -562,7 +562,7 @@ func (t *tcb) processText(sg *seg.Segment) {
 		if t.rdShut {
 			n = len(payload) // shut for reading: accept and discard
 		} else {
-			n = t.rcv.Write(payload)
+			n = t.deliver(payload)
 		}
 		t.rcvNxt = t.rcvNxt.Add(uint32(n))
 		t.bytesReceived += uint64(n)
@@ -589,6 +589,20 @@ func (t *tcb) processText(sg *seg.Segment) {
 	if fin {
 		t.finArrives(sg)
 	}
+}
+
+// deliver queues in-order payload for the application and returns how much
+// fit. A large segment still lying in the link's read buffer is adopted
+// whole instead of copied (rcvq.go).
+func (t *tcb) deliver(payload []byte) int {
+	s := t.s
+	if len(payload) >= adoptMin && !s.rxTaken && len(payload) <= t.rcv.Free() && within(s.rxCur, payload) {
+		t.rcv.adopt(s.rxCur, payload)
+		s.rxTaken = true
+		s.adopted++
+		return len(payload)
+	}
+	return t.rcv.Write(payload)
 }
 
 // finArrives is the eighth step of RFC 9293 §3.10.7.4: the peer's FIN is

@@ -33,6 +33,23 @@ func (s *Stack) linkReader() func(bufs [][]byte, sizes []int, trusted []bool) (i
 	}
 }
 
+// rxBufSize is the size of a link read buffer: the largest IPv4 packet, as
+// a TSO super-segment from an offloading TUN can be.
+const rxBufSize = 65536
+
+// inputOwned handles the packet in bufs[i][:size], a buffer the read loop
+// owns. If a receive queue adopts the buffer (zero-copy receive, rcvq.go),
+// the loop's slot gets a fresh one.
+func (s *Stack) inputOwned(bufs [][]byte, i, size int, trusted bool) {
+	s.rxCur = bufs[i]
+	s.inputPacket(bufs[i][:size], trusted)
+	s.rxCur = nil
+	if s.rxTaken {
+		s.rxTaken = false
+		bufs[i] = s.rx.get()
+	}
+}
+
 // input handles one packet read from the link.
 func (s *Stack) input(pkt []byte) { s.inputPacket(pkt, false) }
 

@@ -65,7 +65,7 @@ func (s *Stack) queueReadLoop(ml MultiQueueLink, q int) {
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
 	for i := range bufs {
-		bufs[i] = make([]byte, 65536)
+		bufs[i] = make([]byte, rxBufSize)
 	}
 	for {
 		k, err := ml.ReadQueue(q, bufs, sizes)
@@ -85,7 +85,7 @@ func (s *Stack) queueReadLoop(ml MultiQueueLink, q int) {
 		}
 		s.mu.Lock()
 		for i := range k {
-			s.input(bufs[i][:sizes[i]])
+			s.inputOwned(bufs, i, sizes[i], false)
 		}
 		s.endBatch()
 		s.unlockAndFlush()

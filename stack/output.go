@@ -229,7 +229,9 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	t.lastSend = now
 	if pieces > 1 {
 		sg.Src = s.addr
-		s.emitRaw(sg.AppendTo(s.superBuf(hl + n)))
+		// The link writes each piece's checksum (GSOLink), so ours
+		// would be a wasted pass over 64 KiB: leave it partial.
+		s.emitRaw(sg.AppendPartial(s.superBuf(hl + n)))
 		s.ctr.OutSegs += uint64(pieces)
 	} else {
 		s.emit(&sg)

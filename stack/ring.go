@@ -11,6 +11,11 @@ type ring struct {
 	n     int // bytes held
 	limit int // logical capacity
 	pool  *bufPool
+	// last is the size of the array most recently given back. A busy
+	// connection empties its ring after every read, and regrowing from 4 KiB
+	// by doubling would copy the held bytes again at every step; starting
+	// from the last size (a pool hit, no zeroing) makes the refill free.
+	last int
 }
 
 func newRing(limit int, pool *bufPool) ring { return ring{limit: limit, pool: pool} }
@@ -65,6 +70,9 @@ func (r *ring) reserve(n int) {
 		return
 	}
 	size := max(len(r.buf)*2, need, 4096)
+	if r.n == 0 {
+		size = max(size, r.last)
+	}
 	nb := r.pool.get(size)
 	r.copyAt(nb[:r.n], 0)
 	r.pool.put(r.buf)
@@ -133,7 +141,8 @@ func (r *ring) Discard(n int) {
 
 // release frees the backing array if the ring is empty.
 func (r *ring) release() {
-	if r.n == 0 {
+	if r.n == 0 && r.buf != nil {
+		r.last = len(r.buf)
 		r.pool.put(r.buf)
 		r.buf, r.head = nil, 0
 	}

@@ -153,7 +153,14 @@ type Stack struct {
 	scratch     []byte      // payload assembly when the send ring wraps
 	sackScratch []seqRange
 	bufs        bufPool
-	closed      bool
+	// Zero-copy receive (rcvq.go): rxCur is the link buffer holding the
+	// packet being processed (nil for injected packets); a receive queue
+	// that adopts it sets rxTaken and the read loop replaces it from rx.
+	rx      rxPool
+	rxCur   []byte
+	rxTaken bool
+	adopted uint64 // segments adopted, for tests
+	closed  bool
 
 	// Output: packets produced under mu, written by one flusher at a time.
 	outq, spare [][]byte
@@ -212,6 +219,7 @@ func New(cfg Config) (*Stack, error) {
 	s.reasm.init(s)
 	s.twItem.Value = twTimer{s}
 	s.bufs.maxBytes = 64 << 20
+	s.rx = rxPool{size: rxBufSize, maxFree: 256}
 	s.scratch = make([]byte, 0, 65536)
 	if !cfg.Manual {
 		s.timer = time.AfterFunc(time.Hour, s.onTimer)
@@ -263,7 +271,7 @@ func (s *Stack) readLoop() {
 	trusted := make([]bool, n)
 	read := s.linkReader()
 	for i := range bufs {
-		bufs[i] = make([]byte, 65536)
+		bufs[i] = make([]byte, rxBufSize)
 	}
 	for {
 		k, err := read(bufs, sizes, trusted)
@@ -283,7 +291,7 @@ func (s *Stack) readLoop() {
 		}
 		s.mu.Lock()
 		for i := 0; i < k; i++ {
-			s.inputPacket(bufs[i][:sizes[i]], trusted[i])
+			s.inputOwned(bufs, i, sizes[i], trusted[i])
 		}
 		s.endBatch()
 		s.unlockAndFlush()

@@ -53,7 +53,7 @@ type tcb struct {
 	snd       ring
 	sndStart  seg.Seq
 	finQueued bool // the application closed its sending side: FIN follows the data
-	rcv       ring
+	rcv       rcvQueue
 	ooo       []oooSeg
 	oooBytes  int
 	finRcvd   bool // the peer's FIN was consumed in order
@@ -142,7 +142,7 @@ func (s *Stack) newTCB(key uint64, remote netip.AddrPort, lport uint16, now time
 		remote:  remote,
 		created: now,
 		snd:     newRing(s.cfg.SendBuf, &s.bufs),
-		rcv:     newRing(s.cfg.RecvBuf, &s.bufs),
+		rcv:     newRcvQueue(s.cfg.RecvBuf, &s.bufs, &s.rx),
 		rto:     timers.NewRTO(s.cfg.RTO),
 		nodelay: s.cfg.NoDelay,
 		peerMSS: 536, // RFC 9293 §3.7.1 default when the peer sends no MSS option
