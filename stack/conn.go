@@ -114,7 +114,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 // receive-buffer autotuning and a window update if one is due.
 func (t *tcb) consumed(n int) {
 	t.bytesRead += uint64(n)
-	t.rcvSpaceAdjust(t.s.clock.Now())
+	t.rcvSpaceAdjust(t.s.now())
 	t.windowUpdate()
 }
 
@@ -210,6 +210,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			k := t.snd.Write(b[n:])
 			n += k
 			if k > 0 {
+				s.beginNow()
 				t.output()
 			}
 			if n == len(b) {
@@ -363,7 +364,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 func (c *Conn) Info() ConnInfo {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	return c.t.info(c.s.clock.Now())
+	return c.t.info(c.s.now())
 }
 
 // --- active open ----------------------------------------------------------
@@ -432,7 +433,7 @@ func (s *Stack) connect(lport uint16, raddr netip.AddrPort) (*tcb, error) {
 	if !raddr.Addr().Is4() || raddr.Port() == 0 {
 		return nil, syscall.EINVAL
 	}
-	now := s.clock.Now()
+	now := s.now()
 	ra := raddr.Addr().As4()
 	var reuse *twEntry
 	var reuseKey uint64

@@ -73,7 +73,7 @@ func (r *reassembler) add(ip seg.IPv4) ([]byte, bool) {
 		d = &fragDatagram{r: r, key: k, total: -1}
 		d.item.Value = d
 		r.dgram[k] = d
-		s.tq.Schedule(&d.item, s.clock.Now().Add(reasmTimeout))
+		s.tq.Schedule(&d.item, s.now().Add(reasmTimeout))
 		s.rearm()
 	} else if r.bytes+len(data) > maxReasmBytes {
 		r.drop(d)

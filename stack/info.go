@@ -71,7 +71,7 @@ func (t *tcb) info(now timers.Instant) ConnInfo {
 func (s *Stack) Connections() []ConnInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.clock.Now()
+	now := s.now()
 	out := make([]ConnInfo, 0, len(s.listeners)+len(s.conns)+len(s.tw))
 	for _, l := range s.listeners {
 		out = append(out, ConnInfo{State: Listen, Local: addrPort(s.addr, l.port), RecvQ: len(l.acceptQ), SendQ: l.backlog, SynQ: l.synQLen})

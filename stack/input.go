@@ -138,7 +138,7 @@ func (t *tcb) synSentArrives(sg *seg.Segment) {
 		t.maxSndWnd = t.sndWnd
 		t.sndWl1, t.sndWl2 = sg.Seq, sg.Ack
 		if t.retries == 0 {
-			if rtt, ok := t.rtt.Ack(uint32(sg.Ack), s.clock.Now()); ok {
+			if rtt, ok := t.rtt.Ack(uint32(sg.Ack), s.now()); ok {
 				t.rto.Sample(rtt)
 			}
 		} else {
@@ -253,7 +253,7 @@ func (t *tcb) arrives(sg *seg.Segment) {
 		return
 	}
 
-	now := s.clock.Now()
+	now := s.now()
 	t.heard(now)
 	t.sampleRcvRTT(sg, now)
 
@@ -370,7 +370,7 @@ func (t *tcb) complete(sg *seg.Segment) bool {
 	}
 	t.stop(timers.SynAck)
 	if t.retries == 0 {
-		if rtt, ok := t.rtt.Ack(uint32(sg.Ack), s.clock.Now()); ok {
+		if rtt, ok := t.rtt.Ack(uint32(sg.Ack), s.now()); ok {
 			t.rto.Sample(rtt)
 		}
 	} else {
@@ -462,7 +462,7 @@ func (t *tcb) newAck(sg *seg.Segment) {
 	if t.sndNxt.LessThan(ack) {
 		t.sndNxt = ack
 	}
-	now := s.clock.Now()
+	now := s.now()
 	if t.undoValid && t.rtoRecovery {
 		t.undoValid = false
 		if sg.Opts.HasTS && int32(sg.Opts.TSEcr-t.rtoTSval) < 0 {
@@ -712,7 +712,7 @@ func (t *tcb) drainOOO(fin bool) bool {
 // per connection every 500 ms (Linux's tcp_invalid_ratelimit), so it cannot
 // be used to make us flood.
 func (t *tcb) challengeAck() {
-	now := t.s.clock.Now()
+	now := t.s.now()
 	if now.Sub(t.lastChallenge) < 500*time.Millisecond {
 		return
 	}

@@ -169,7 +169,7 @@ func (t *tcb) sampleRcvRTT(sg *seg.Segment, now timers.Instant) {
 
 // established sets up what a connection needs once synchronized.
 func (t *tcb) established() {
-	now := t.s.clock.Now()
+	now := t.s.now()
 	t.lastRecv = now
 	t.lastProgress = now
 	t.quickAcks = t.s.cfg.QuickAcks

@@ -112,7 +112,7 @@ func (l *Listener) arrives(sg *seg.Segment, key uint64, isnOverride seg.Seq, reo
 		s.ctr.ListenDrops++
 		return
 	}
-	now := s.clock.Now()
+	now := s.now()
 	remote := netip.AddrPortFrom(sg.Src, sg.SrcPort)
 	t := s.newTCB(key, remote, l.port, now)
 	t.passive = true

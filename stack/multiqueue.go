@@ -84,6 +84,7 @@ func (s *Stack) queueReadLoop(ml MultiQueueLink, q int) {
 			continue
 		}
 		s.mu.Lock()
+		s.beginNow()
 		for i := range k {
 			s.inputOwned(bufs, i, sizes[i], false)
 		}

@@ -90,7 +90,7 @@ func (t *tcb) header(flags seg.Flags, seq seg.Seq) seg.Segment {
 	}
 	if t.tsOK && !flags.Has(seg.RST) {
 		sg.Opts.HasTS = true
-		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
+		sg.Opts.TSVal = t.tsNow(t.s.now())
 		sg.Opts.TSEcr = t.tsRecent
 	}
 	if t.sackOK && flags&(seg.ACK|seg.SYN|seg.RST) == seg.ACK && (t.dsackPending || len(t.ooo) > 0) {
@@ -137,7 +137,7 @@ func (t *tcb) synOptions(sg *seg.Segment, offerWS, offerTS, offerSACK bool) {
 	sg.Opts.SACKPermitted = offerSACK
 	if offerTS {
 		sg.Opts.HasTS = true
-		sg.Opts.TSVal = t.tsNow(t.s.clock.Now())
+		sg.Opts.TSVal = t.tsNow(t.s.now())
 		sg.Opts.TSEcr = t.tsRecent
 	} else {
 		sg.Opts.HasTS = false
@@ -152,7 +152,7 @@ func (t *tcb) sendSYN() {
 	t.synOptions(&sg, true, true, !t.s.cfg.NoSACK)
 	t.s.emit(&sg)
 	if t.retries == 0 {
-		t.rtt.Start(uint32(t.iss), t.s.clock.Now())
+		t.rtt.Start(uint32(t.iss), t.s.now())
 	}
 }
 
@@ -162,7 +162,7 @@ func (t *tcb) sendSynAck() {
 	t.s.emit(&sg)
 	t.ackSent()
 	if t.retries == 0 {
-		t.rtt.Start(uint32(t.iss), t.s.clock.Now())
+		t.rtt.Start(uint32(t.iss), t.s.now())
 	}
 }
 
@@ -205,7 +205,7 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 		sg.Flags |= seg.FIN
 	}
 	sg.Payload = payload
-	now := s.clock.Now()
+	now := s.now()
 	pieces := 1
 	if n > cut {
 		pieces = (n + cut - 1) / cut // what the peer receives
@@ -249,13 +249,13 @@ func (t *tcb) output() {
 		return
 	}
 	if t.sndUna == t.sndMax && t.snd.Len() > 0 {
-		t.lastProgress = t.s.clock.Now()
+		t.lastProgress = t.s.now()
 	}
 	if t.sndUna == t.sndMax && t.snd.Len() > 0 && !t.inRecovery {
 		// RFC 5681 §4.1 (Linux's tcp_slow_start_after_idle): after an
 		// idle period longer than the RTO, restart from the initial
 		// window, since the path may have changed.
-		if now := t.s.clock.Now(); now.Sub(t.lastSend) > t.rto.Current() {
+		if now := t.s.now(); now.Sub(t.lastSend) > t.rto.Current() {
 			t.cwnd = min(t.cwnd, uint32(initialWindow*t.mss))
 		}
 	}
@@ -382,7 +382,7 @@ func (t *tcb) onPersistTimer() {
 		t.output()
 		return
 	}
-	if (t.orphan && t.probes >= t.s.cfg.Retries2) || t.userTimedOut(t.s.clock.Now()) {
+	if (t.orphan && t.probes >= t.s.cfg.Retries2) || t.userTimedOut(t.s.now()) {
 		t.s.ctr.TCPAbortOnTimeout++
 		t.fail(syscall.ETIMEDOUT, "timer persist", nil)
 		return
@@ -420,7 +420,7 @@ func (t *tcb) onRetransmitTimer() {
 		t.sendLossProbe()
 		return
 	}
-	if t.retries >= s.cfg.Retries2 || t.userTimedOut(s.clock.Now()) {
+	if t.retries >= s.cfg.Retries2 || t.userTimedOut(s.now()) {
 		s.ctr.TCPAbortOnTimeout++
 		t.fail(syscall.ETIMEDOUT, "timer retransmit", nil)
 		return
@@ -433,10 +433,10 @@ func (t *tcb) onRetransmitTimer() {
 		// (RFC 3522): the retransmission below carries this TSval.
 		t.undoValid = true
 		t.undoCwnd, t.undoSsthresh = t.cwnd, t.ssthresh
-		t.rtoTSval = t.tsNow(s.clock.Now())
+		t.rtoTSval = t.tsNow(s.now())
 	}
 	if t.retries == 1 || !t.rtoRecovery {
-		t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+		t.ssthresh = t.cc.onLoss(t, s.now())
 	}
 	t.cwnd = uint32(t.mss)
 	t.inRecovery = false

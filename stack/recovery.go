@@ -53,7 +53,7 @@ func (t *tcb) ackCongestion(acked uint32, ack seg.Seq) {
 		return
 	}
 	t.dupAcks = 0
-	t.cc.onAck(t, acked, t.s.clock.Now())
+	t.cc.onAck(t, acked, t.s.now())
 	t.cwnd = min(t.cwnd, 1<<30)
 }
 
@@ -93,7 +93,7 @@ func (t *tcb) dupAck() {
 	}
 	s := t.s
 	if !t.rtoRecovery {
-		t.ssthresh = t.cc.onLoss(t, s.clock.Now())
+		t.ssthresh = t.cc.onLoss(t, s.now())
 	}
 	t.rtoRecovery = false
 	t.recover = t.sndMax

@@ -153,6 +153,8 @@ type Stack struct {
 	scratch     []byte      // payload assembly when the send ring wraps
 	sackScratch []seqRange
 	bufs        bufPool
+	nowVal      timers.Instant // the section's time (see now)
+	nowSet      bool
 	// Zero-copy receive (rcvq.go): rxCur is the link buffer holding the
 	// packet being processed (nil for injected packets); a receive queue
 	// that adopts it sets rxTaken and the read loop replaces it from rx.
@@ -229,6 +231,22 @@ func New(cfg Config) (*Stack, error) {
 	return s, nil
 }
 
+// now is the time every rule sees. Inside a section, an input batch, a
+// timer pass or one Write, it is read once when the section begins and is
+// the same for everything the section does (as Linux reads tcp_mstamp once
+// per packet, not per use); each section ends in unlockAndFlush, which
+// closes it. Outside a section it reads the clock. A clock read is a vDSO
+// call, and the send and ACK paths used to make four or five per segment.
+func (s *Stack) now() timers.Instant {
+	if s.nowSet {
+		return s.nowVal
+	}
+	return s.clock.Now()
+}
+
+// beginNow opens a timed section (see now); mu must be held.
+func (s *Stack) beginNow() { s.nowVal, s.nowSet = s.clock.Now(), true }
+
 // Addr is the stack's IPv4 address.
 func (s *Stack) Addr() netip.Addr { return s.addr }
 
@@ -290,6 +308,7 @@ func (s *Stack) readLoop() {
 			continue
 		}
 		s.mu.Lock()
+		s.beginNow()
 		for i := 0; i < k; i++ {
 			s.inputOwned(bufs, i, sizes[i], trusted[i])
 		}
@@ -312,6 +331,7 @@ func (s *Stack) onTimer() {
 }
 
 func (s *Stack) fireDue(now timers.Instant) {
+	s.nowVal, s.nowSet = now, true
 	for {
 		it, ok := s.tq.PopDue(now)
 		if !ok {
@@ -346,6 +366,7 @@ func (s *Stack) rearm() {
 // goroutine at a time flushes, taking batches in the order they were
 // produced, so packets never overtake each other.
 func (s *Stack) unlockAndFlush() {
+	s.nowSet = false // every timed section ends here (see now)
 	if s.mq != nil {
 		s.unlockAndFlushQueues()
 		return
@@ -404,6 +425,7 @@ func (s *Stack) emitRaw(b []byte) {
 // tests). The packet is not retained.
 func (s *Stack) Inject(pkt []byte) {
 	s.mu.Lock()
+	s.beginNow()
 	s.input(pkt)
 	s.endBatch()
 	s.unlockAndFlush()

@@ -78,7 +78,7 @@ func (s *Stack) checkCookie(key uint64, cookie, peerISN seg.Seq, now timers.Inst
 // sendCookie answers a SYN with a stateless SYN-ACK.
 func (l *Listener) sendCookie(sg *seg.Segment, key uint64) {
 	s := l.s
-	now := s.clock.Now()
+	now := s.now()
 	peerMSS := uint16(536)
 	if sg.Opts.HasMSS {
 		peerMSS = sg.Opts.MSS
@@ -129,7 +129,7 @@ func (l *Listener) sendCookie(sg *seg.Segment, key uint64) {
 // It reports false when the ACK is not a valid cookie.
 func (l *Listener) acceptCookie(sg *seg.Segment, key uint64) bool {
 	s := l.s
-	now := s.clock.Now()
+	now := s.now()
 	if s.cfg.SynCookies != 2 && now.Sub(l.lastCookie) > cookieValid {
 		return false
 	}

@@ -191,7 +191,7 @@ func (t *tcb) setState(to State, cause string, sg *seg.Segment) {
 	}
 	t.state = to
 	if s.cfg.Trace != nil {
-		s.cfg.Trace(TraceEvent{Time: s.clock.Now(), Local: t.local, Remote: t.remote, From: from, To: to, Cause: cause, Seg: sg})
+		s.cfg.Trace(TraceEvent{Time: s.now(), Local: t.local, Remote: t.remote, From: from, To: to, Cause: cause, Seg: sg})
 	}
 	if t.conn != nil {
 		t.conn.wake()
@@ -200,7 +200,7 @@ func (t *tcb) setState(to State, cause string, sg *seg.Segment) {
 
 // arm sets a deadline d from now and keeps the stack-wide queue in step.
 func (t *tcb) arm(k timers.Kind, d time.Duration) {
-	t.timers.Arm(k, t.s.clock.Now().Add(d))
+	t.timers.Arm(k, t.s.now().Add(d))
 	t.syncTimer()
 }
 
@@ -337,7 +337,7 @@ func (t *tcb) enterTimeWait(cause string, sg *seg.Segment) {
 		s.gauges[TimeWait]--
 		t.state = Closed
 		if s.cfg.Trace != nil {
-			s.cfg.Trace(TraceEvent{Time: s.clock.Now(), Local: t.local, Remote: t.remote, From: TimeWait, To: Closed, Cause: "time_wait overflow"})
+			s.cfg.Trace(TraceEvent{Time: s.now(), Local: t.local, Remote: t.remote, From: TimeWait, To: Closed, Cause: "time_wait overflow"})
 		}
 		return
 	}

@@ -38,7 +38,7 @@ type twExpiry struct {
 type twTimer struct{ s *Stack }
 
 func (s *Stack) addTimeWait(t *tcb) {
-	now := s.clock.Now()
+	now := s.now()
 	e := twEntry{
 		sndNxt:   t.sndMax,
 		rcvNxt:   t.rcvNxt,
@@ -95,7 +95,7 @@ func (s *Stack) twTrace(key uint64, cause string, sg *seg.Segment) {
 		return
 	}
 	ra, rp, lp := keyParts(key)
-	s.cfg.Trace(TraceEvent{Time: s.clock.Now(), Local: addrPort(s.addr, lp), Remote: addrPort(ra, rp), From: TimeWait, To: Closed, Cause: cause, Seg: sg})
+	s.cfg.Trace(TraceEvent{Time: s.now(), Local: addrPort(s.addr, lp), Remote: addrPort(ra, rp), From: TimeWait, To: Closed, Cause: cause, Seg: sg})
 }
 
 func (s *Stack) twSendAck(key uint64, e twEntry, dst seg.Segment) {
@@ -103,7 +103,7 @@ func (s *Stack) twSendAck(key uint64, e twEntry, dst seg.Segment) {
 	r := seg.Segment{Dst: dst.Src, SrcPort: lp, DstPort: rp, Seq: e.sndNxt, Ack: e.rcvNxt, Flags: seg.ACK, Window: e.rcvWnd}
 	if e.tsOK {
 		r.Opts.HasTS = true
-		r.Opts.TSVal = uint32(int64(s.clock.Now())/int64(time.Millisecond)) + s.tsOffsetFor(key)
+		r.Opts.TSVal = uint32(int64(s.now())/int64(time.Millisecond)) + s.tsOffsetFor(key)
 		r.Opts.TSEcr = e.tsRecent
 	}
 	s.emit(&r)
@@ -143,7 +143,7 @@ func (s *Stack) timeWaitArrives(key uint64, e twEntry, sg *seg.Segment) (isn seg
 		// The peer's FIN again: our ACK was lost. ACK it and restart the
 		// 2*MSL timer (RFC 9293 §3.10.7.4, eighth step).
 		s.twSendAck(key, e, *sg)
-		e.expires = s.clock.Now().Add(2 * s.cfg.MSL)
+		e.expires = s.now().Add(2 * s.cfg.MSL)
 		s.tw[key] = e
 		s.pushTWExpiry(key, e.expires)
 		return 0, false
