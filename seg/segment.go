@@ -114,16 +114,22 @@ func (s *Segment) HeaderLen() int {
 // for HeaderLen()+len(Payload) more bytes. Src and Dst should be IPv4
 // (anything else is written as 0.0.0.0, never a panic) and the packet must
 // fit in 65535 bytes, which the stack's MSS guarantees.
-func (s *Segment) AppendTo(b []byte) []byte { return s.appendTo(b, false) }
+func (s *Segment) AppendTo(b []byte) []byte { return s.appendTo(b, false, true) }
 
 // AppendPartial is AppendTo for a link that completes transport checksums
 // itself (a NIC's checksum offload; Linux's CHECKSUM_PARTIAL, virtio's
 // NEEDS_CSUM): the TCP checksum field holds only the folded pseudo-header
 // sum, which the link adds the header and payload to. It saves a pass over
 // the payload; the packet is not valid on the wire until completed.
-func (s *Segment) AppendPartial(b []byte) []byte { return s.appendTo(b, true) }
+func (s *Segment) AppendPartial(b []byte) []byte { return s.appendTo(b, true, true) }
 
-func (s *Segment) appendTo(b []byte, partial bool) []byte {
+// AppendHeaders is AppendTo (or, with partial, AppendPartial) without the
+// payload: it appends the IPv4 and TCP headers only, but with lengths and
+// checksum covering s.Payload, for a caller that sends the payload from
+// where it lies right after them (writev) instead of copying it.
+func (s *Segment) AppendHeaders(b []byte, partial bool) []byte { return s.appendTo(b, partial, false) }
+
+func (s *Segment) appendTo(b []byte, partial, withPayload bool) []byte {
 	optLen := s.Opts.Len()
 	tcpLen := TCPMinHeaderLen + optLen + len(s.Payload)
 	b = AppendIPv4Header(b, s.Src, s.Dst, ProtoTCP, s.TTL, s.ID, tcpLen)
@@ -142,8 +148,19 @@ func (s *Segment) appendTo(b []byte, partial bool) []byte {
 		byte(s.Urgent>>8), byte(s.Urgent),
 	)
 	b = s.Opts.appendOptions(b)
-	b = append(b, s.Payload...)
 	sum := PseudoHeaderSum(s.Src, s.Dst, ProtoTCP, tcpLen)
+	if !withPayload {
+		// The TCP header is a multiple of four bytes long, so the
+		// payload's sum continues the header's without realignment.
+		if partial {
+			binary.BigEndian.PutUint16(b[start+16:], fold32(sum))
+		} else {
+			hs := Checksum(b[start:], sum)
+			binary.BigEndian.PutUint16(b[start+16:], ^Checksum(s.Payload, uint32(hs)))
+		}
+		return b
+	}
+	b = append(b, s.Payload...)
 	if partial {
 		binary.BigEndian.PutUint16(b[start+16:], fold32(sum))
 	} else {

@@ -309,6 +309,14 @@ func TestAppendPartial(t *testing.T) {
 		if got := uint16(part[csum])<<8 | uint16(part[csum+1]); got != want {
 			t.Fatalf("#%d: partial checksum field %#04x, want pseudo-header sum %#04x", i, got, want)
 		}
+		// AppendHeaders is the same packet minus the payload.
+		hdr := s.AppendHeaders(nil, false)
+		if !bytes.Equal(append(hdr, s.Payload...), full) {
+			t.Fatalf("#%d: AppendHeaders + payload differs from AppendTo", i)
+		}
+		if hdr = s.AppendHeaders(nil, true); !bytes.Equal(append(hdr, s.Payload...), part) {
+			t.Fatalf("#%d: AppendHeaders(partial) + payload differs from AppendPartial", i)
+		}
 		done := ^Checksum(part[IPv4MinHeaderLen:], 0)
 		part[csum], part[csum+1] = byte(done>>8), byte(done)
 		if !bytes.Equal(part, full) {

@@ -26,6 +26,21 @@ type gsoLink struct {
 
 func (l *gsoLink) GSOMaxSize() int { return 65535 }
 
+// WritePacketsSplit makes gsoLink a SplitLink, so super-segments are sent
+// from the send ring in place (headers with a partial checksum + payload).
+func (l *gsoLink) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	return l.WritePackets(joinSplit(bufs, pays))
+}
+
+// joinSplit joins two-part packets (SplitLink) into fresh whole ones.
+func joinSplit(bufs, pays [][]byte) [][]byte {
+	out := make([][]byte, len(bufs))
+	for i := range bufs {
+		out[i] = append(append([]byte(nil), bufs[i]...), pays[i]...)
+	}
+	return out
+}
+
 func (l *gsoLink) WritePackets(bufs [][]byte) (int, error) {
 	out := make([][]byte, 0, len(bufs))
 	for _, b := range bufs {

@@ -12,3 +12,13 @@ type Link interface {
 	BatchSize() int
 	Close() error
 }
+
+// SplitLink is implemented by a Link that can write a packet given in two
+// parts, gathering them itself (writev), so the stack can send payload
+// straight from its send buffer instead of copying it behind the headers.
+// WritePacketsSplit is WritePackets where pays[i], when not empty, follows
+// bufs[i] in the same packet. Like WritePackets it must not keep either
+// slice: once it returns, the stack may reuse the payload's memory.
+type SplitLink interface {
+	WritePacketsSplit(bufs, pays [][]byte) (int, error)
+}

@@ -50,6 +50,9 @@ func (s *Stack) startReaders() {
 		}
 		return
 	}
+	// Two-part packets (SplitLink) go through the single-queue flusher
+	// only; the multi-queue and manual paths hand out whole packets.
+	_, s.splitOK = s.link.(SplitLink)
 	s.wg.Add(1)
 	go s.readLoop()
 }

@@ -166,6 +166,10 @@ func (t *tcb) sendSynAck() {
 	}
 }
 
+// splitMin is the smallest payload sent from the send ring in place
+// (zero-copy) on a SplitLink; below it copying is cheaper than gathering.
+const splitMin = 1024
+
 // sendDataAt sends up to n bytes of the send buffer starting at seq, with
 // FIN when fin is set and all n bytes fit. SACK blocks make the header
 // longer, so the payload shrinks to keep the packet within the MTU (as
@@ -187,9 +191,10 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 		fin = false
 	}
 	var payload []byte
+	inPlace := false // payload aliases the send ring
 	if n > 0 {
 		if b, ok := t.snd.peek(off, n); ok {
-			payload = b
+			payload, inPlace = b, true
 		} else {
 			payload = s.scratch[:n]
 			t.snd.copyAt(payload, off)
@@ -227,13 +232,25 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 		t.rtt.Start(uint32(seq), now)
 	}
 	t.lastSend = now
-	if pieces > 1 {
+	// The link writes each piece's checksum of a super-segment (GSOLink),
+	// so ours would be a wasted pass over 64 KiB: it is left partial.
+	partial := pieces > 1
+	switch {
+	case s.splitOK && inPlace && n >= splitMin && !seq.LessThan(t.sndMax):
+		// Zero-copy send: only the headers are built; the link gathers
+		// the payload from the send ring. Only new data qualifies: no
+		// ACK can cover it before it is written, so its bytes stay put
+		// (retransmitted bytes could be acknowledged, freed and
+		// overwritten while the write is pending). ring.lend keeps the
+		// array out of the pool until the flusher is done with it.
 		sg.Src = s.addr
-		// The link writes each piece's checksum (GSOLink), so ours
-		// would be a wasted pass over 64 KiB: leave it partial.
+		t.snd.lend(s.emitSplit(sg.AppendHeaders(s.packetBuf(), partial), payload))
+		s.ctr.OutSegs += uint64(pieces)
+	case partial:
+		sg.Src = s.addr
 		s.emitRaw(sg.AppendPartial(s.superBuf(hl + n)))
 		s.ctr.OutSegs += uint64(pieces)
-	} else {
+	default:
 		s.emit(&sg)
 	}
 	t.ackSent()

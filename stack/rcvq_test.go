@@ -115,6 +115,10 @@ type wholeLink struct {
 func (l *wholeLink) MTU() int        { return l.mtu }
 func (l *wholeLink) GSOMaxSize() int { return 65535 }
 
+func (l *wholeLink) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	return l.WritePackets(joinSplit(bufs, pays))
+}
+
 func (l *wholeLink) WritePackets(bufs [][]byte) (int, error) {
 	out := make([][]byte, 0, len(bufs))
 	for _, b := range bufs {

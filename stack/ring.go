@@ -11,6 +11,11 @@ type ring struct {
 	n     int // bytes held
 	limit int // logical capacity
 	pool  *bufPool
+	// lentEpoch is the flush epoch of the last packet queued with a
+	// payload that points into buf (zero-copy send, see lend). Until the
+	// flusher has written it, buf must not go back to the pool, where
+	// another connection could overwrite it under the pending write.
+	lentEpoch uint64
 	// last is the size of the array most recently given back. A busy
 	// connection empties its ring after every read, and regrowing from 4 KiB
 	// by doubling would copy the held bytes again at every step; starting
@@ -26,6 +31,11 @@ type bufPool struct {
 	free     [32][][]byte
 	bytes    int
 	maxBytes int
+
+	// Flush epochs: the flusher numbers each batch it takes (takenEpoch)
+	// and records when it has been written (doneEpoch). A ring that lent
+	// bytes to a batch keeps its array out of the pool until then.
+	takenEpoch, doneEpoch uint64
 }
 
 func sizeClass(n int) int {
@@ -75,9 +85,22 @@ func (r *ring) reserve(n int) {
 	}
 	nb := r.pool.get(size)
 	r.copyAt(nb[:r.n], 0)
-	r.pool.put(r.buf)
+	r.recycle()
 	r.buf, r.head = nb, 0
 }
+
+// recycle gives the backing array to the pool unless a queued packet
+// still points into it; then the garbage collector frees it after the
+// write, and the pool makes a new one when asked.
+func (r *ring) recycle() {
+	if r.pool != nil && r.lentEpoch > r.pool.doneEpoch {
+		return
+	}
+	r.pool.put(r.buf)
+}
+
+// lend notes that a packet of flush epoch e points into the ring's array.
+func (r *ring) lend(e uint64) { r.lentEpoch = max(r.lentEpoch, e) }
 
 // Write appends as much of p as fits and returns how much did.
 func (r *ring) Write(p []byte) int {
@@ -143,7 +166,7 @@ func (r *ring) Discard(n int) {
 func (r *ring) release() {
 	if r.n == 0 && r.buf != nil {
 		r.last = len(r.buf)
-		r.pool.put(r.buf)
+		r.recycle()
 		r.buf, r.head = nil, 0
 	}
 }

@@ -166,6 +166,10 @@ type Stack struct {
 
 	// Output: packets produced under mu, written by one flusher at a time.
 	outq, spare [][]byte
+	// With a SplitLink (splitOK), outPay runs beside outq: the payload of
+	// a packet whose outq entry holds only its headers, nil otherwise.
+	outPay, paySpare [][]byte
+	splitOK          bool
 	free        [][]byte
 	flushing    bool
 	bufSize     int
@@ -377,13 +381,25 @@ func (s *Stack) unlockAndFlush() {
 	}
 	s.flushing = true
 	for len(s.outq) > 0 {
-		batch := s.outq
+		batch, pays := s.outq, s.outPay
 		s.outq = s.spare[:0]
+		if s.splitOK {
+			s.outPay = s.paySpare[:0]
+		}
+		s.bufs.takenEpoch++
+		epoch := s.bufs.takenEpoch
 		s.mu.Unlock()
-		if _, err := s.link.WritePackets(batch); err != nil && !errors.Is(err, os.ErrClosed) {
+		var err error
+		if s.splitOK {
+			_, err = s.link.(SplitLink).WritePacketsSplit(batch, pays)
+		} else {
+			_, err = s.link.WritePackets(batch)
+		}
+		if err != nil && !errors.Is(err, os.ErrClosed) {
 			s.cfg.Logf("utcp: link write: %v", err)
 		}
 		s.mu.Lock()
+		s.bufs.doneEpoch = epoch // send-buffer bytes lent to the batch are free again
 		for i := range batch {
 			if len(s.free) < 4096 {
 				s.free = append(s.free, batch[i][:0])
@@ -391,6 +407,10 @@ func (s *Stack) unlockAndFlush() {
 			batch[i] = nil
 		}
 		s.spare = batch[:0]
+		if s.splitOK {
+			clear(pays)
+			s.paySpare = pays[:0]
+		}
 	}
 	s.flushing = false
 	s.mu.Unlock()
@@ -410,13 +430,25 @@ func (s *Stack) packetBuf() []byte {
 func (s *Stack) emit(sg *seg.Segment) {
 	sg.Src = s.addr
 	b := sg.AppendTo(s.packetBuf())
-	s.outq = append(s.outq, b)
+	s.emitRaw(b)
 	s.ctr.OutSegs++
 }
 
 // emitRaw queues an already built packet.
 func (s *Stack) emitRaw(b []byte) {
 	s.outq = append(s.outq, b)
+	if s.splitOK {
+		s.outPay = append(s.outPay, nil)
+	}
+}
+
+// emitSplit queues a packet in two parts for a SplitLink: head, its
+// headers, and pay, its payload, which stays where it is until written.
+// It returns the flush epoch that will have written it (see ring.lend).
+func (s *Stack) emitSplit(head, pay []byte) uint64 {
+	s.outq = append(s.outq, head)
+	s.outPay = append(s.outPay, pay)
+	return s.bufs.takenEpoch + 1
 }
 
 // --- manual mode -------------------------------------------------------

@@ -25,12 +25,18 @@ const (
 func (w *writer) writeVnet(fd uintptr) bool {
 	for w.n < len(w.bufs) {
 		k := 1
-		super := w.mtu > 0 && len(w.bufs[w.n]) > w.mtu
-		if w.n >= w.splitUntil && !super {
-			k = coalesceRun(w.bufs[w.n:])
+		pay := w.pay(w.n)
+		super := w.mtu > 0 && len(w.bufs[w.n])+len(pay) > w.mtu
+		if w.n >= w.splitUntil && !super && pay == nil {
+			k = coalesceRun(w.bufs[w.n:w.wholeUntil(w.n)])
 		}
 		var err error
 		switch {
+		case pay != nil && super:
+			err = w.writeSuperSplit(fd, w.bufs[w.n], pay)
+		case pay != nil:
+			w.iov = appendIovec(appendIovec(appendIovec(w.iov[:0], w.hdrNone[:]), w.bufs[w.n]), pay)
+			err = w.writev(fd)
 		case super:
 			// The caller's own super-segment (GSOMaxSize): cut at
 			// the MTU, as the stack.GSOLink contract says.
@@ -63,6 +69,20 @@ func (w *writer) writeVnet(fd uintptr) bool {
 	return true
 }
 
+// wholeUntil returns the end of the stretch of one-part packets starting at
+// i: a coalesced run never takes in a two-part packet.
+func (w *writer) wholeUntil(i int) int {
+	if w.pays == nil {
+		return len(w.bufs)
+	}
+	for j := i; j < len(w.bufs); j++ {
+		if len(w.pays[j]) > 0 {
+			return j
+		}
+	}
+	return len(w.bufs)
+}
+
 func (w *writer) writeOne(fd uintptr, pkt []byte) error {
 	w.iov = w.iov[:0]
 	w.iov = appendIovec(w.iov, w.hdrNone[:])
@@ -82,10 +102,17 @@ func (w *writer) writeOne(fd uintptr, pkt []byte) error {
 // cut, when not 0, is the gso_size to use instead of the first segment's
 // payload length (writeSuper).
 func (w *writer) writeGSO(fd uintptr, run [][]byte, cut int) error {
+	return w.writeGSOPay(fd, run, nil, cut)
+}
+
+// writeGSOPay is writeGSO with extra payload bytes after the run's (the
+// second part of a WritePacketsSplit packet, whose first part is the run's
+// only element, its headers).
+func (w *writer) writeGSOPay(fd uintptr, run [][]byte, extra []byte, cut int) error {
 	first := run[0]
 	ihl := int(first[0]&0x0f) * 4
 	hl := ihl + int(first[ihl+12]>>4)*4
-	total := hl
+	total := hl + len(extra)
 	for _, p := range run {
 		total += len(p) - hl
 	}
@@ -123,7 +150,32 @@ func (w *writer) writeGSO(fd uintptr, run [][]byte, cut int) error {
 			w.iov = appendIovec(w.iov, p[hl:])
 		}
 	}
+	if len(extra) > 0 {
+		w.iov = appendIovec(w.iov, extra)
+	}
 	return w.writev(fd)
+}
+
+// writeSuperSplit is writeSuper for a packet in two parts: head holds
+// exactly its IPv4 and TCP headers, pay its payload. Anything else is
+// gathered and written as is, for the kernel to judge.
+func (w *writer) writeSuperSplit(fd uintptr, head, pay []byte) error {
+	ihl, ok := ipv4HeaderLen(head)
+	total := len(head) + len(pay)
+	if !ok || head[9] != protoTCP || len(head) < ihl+20 || total > maxIPv4Packet ||
+		binary.BigEndian.Uint16(head[6:8])&0x3fff != 0 ||
+		head[ihl+13]&^tcpFlagPSH != tcpFlagACK ||
+		ihl+int(head[ihl+12]>>4)*4 != len(head) || w.mtu-len(head) <= 0 {
+		w.iov = appendIovec(appendIovec(appendIovec(w.iov[:0], w.hdrNone[:]), head), pay)
+		return w.writev(fd)
+	}
+	cut := w.mtu - len(head)
+	err := w.writeGSOPay(fd, [][]byte{head}, pay, cut)
+	if err == nil {
+		w.gsoWrites.Add(1)
+		w.coalesced.Add(uint64((len(pay) + cut - 1) / cut))
+	}
+	return err
 }
 
 // writeSuper writes pkt, longer than the MTU, as one TCPV4 GSO packet cut

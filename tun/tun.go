@@ -299,6 +299,25 @@ func (r *reader) readv(fd uintptr, buf []byte) (int, error) {
 // and continue. It is safe for concurrent use and does not retain bufs.
 // After Close it returns an error that errors.Is(err, os.ErrClosed).
 func (d *Device) WritePackets(bufs [][]byte) (int, error) {
+	return d.writePackets(bufs, nil)
+}
+
+// WritePacketsSplit is WritePackets for packets given in two parts: bufs[i]
+// and, when pays is not nil and pays[i] is, pays[i] right after it. A stack
+// passes its headers in one buffer and the payload where it lies in its send
+// buffer; the parts are gathered by writev, never joined by a copy. On an
+// offload device a two-part packet longer than the MTU is a TCP/IPv4
+// super-packet, cut at the MTU like one WritePackets is given; two-part
+// packets are not coalesced with their neighbours. Neither slice is
+// retained.
+func (d *Device) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	if pays != nil && len(pays) != len(bufs) {
+		return 0, fmt.Errorf("tun: write %s: %d payloads for %d packets", d.name, len(pays), len(bufs))
+	}
+	return d.writePackets(bufs, pays)
+}
+
+func (d *Device) writePackets(bufs, pays [][]byte) (int, error) {
 	if d.closed.Load() {
 		return 0, d.closedError("write")
 	}
@@ -306,10 +325,10 @@ func (d *Device) WritePackets(bufs [][]byte) (int, error) {
 	// ReadPackets for why the state lives in the Device.
 	w := &d.w
 	w.mu.Lock()
-	w.bufs, w.n, w.err, w.splitUntil, w.mtu = bufs, 0, nil, 0, d.mtu
+	w.bufs, w.pays, w.n, w.err, w.splitUntil, w.mtu = bufs, pays, 0, nil, 0, d.mtu
 	werr := d.rc.Write(w.fn)
 	n, writeErr := w.n, w.err
-	w.bufs, w.err = nil, nil
+	w.bufs, w.pays, w.err = nil, nil, nil
 	w.mu.Unlock()
 
 	if d.closed.Load() && n < len(bufs) {
@@ -323,8 +342,12 @@ func (d *Device) WritePackets(bufs [][]byte) (int, error) {
 		if writeErr == unix.EINVAL {
 			hint = " (the kernel accepts only IPv4 or IPv6 packets)"
 		}
+		size := len(bufs[n])
+		if pays != nil {
+			size += len(pays[n])
+		}
 		return n, fmt.Errorf("tun: write packet %d of %d (%d bytes) to %s: %w%s",
-			n, len(bufs), len(bufs[n]), d.name, writeErr, hint)
+			n, len(bufs), size, d.name, writeErr, hint)
 	}
 	return n, nil
 }
@@ -334,6 +357,7 @@ type writer struct {
 	mu   sync.Mutex
 	fn   func(fd uintptr) bool // w.write, bound once
 	bufs [][]byte
+	pays [][]byte // second parts (WritePacketsSplit); nil for none
 	n    int
 	err  error
 
@@ -353,7 +377,13 @@ type writer struct {
 // packet or an error, never a partial write.
 func (w *writer) write(fd uintptr) bool {
 	for w.n < len(w.bufs) {
-		_, err := unix.Write(int(fd), w.bufs[w.n])
+		var err error
+		if pay := w.pay(w.n); pay != nil {
+			w.iov = appendIovec(appendIovec(w.iov[:0], w.bufs[w.n]), pay)
+			err = w.writev(fd)
+		} else {
+			_, err = unix.Write(int(fd), w.bufs[w.n])
+		}
 		switch err {
 		case nil:
 			w.n++
@@ -366,6 +396,14 @@ func (w *writer) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// pay returns the second part of packet i (WritePacketsSplit), nil if none.
+func (w *writer) pay(i int) []byte {
+	if w.pays == nil || len(w.pays[i]) == 0 {
+		return nil
+	}
+	return w.pays[i]
 }
 
 // Close closes the descriptor, which removes the (non-persistent) interface,

@@ -127,6 +127,9 @@ type Lossy struct {
 	// the caller's buffers; they are the newest, so a suffix of stage/held.
 	freshStage, freshHeld int
 	stats                 FaultStats
+
+	joinMu sync.Mutex
+	joined [][]byte // WritePacketsSplit's joined packets, reused
 }
 
 // NewLossy wraps inner with the fault model f. It panics on an invalid
@@ -232,6 +235,29 @@ func (l *Lossy) WritePackets(bufs [][]byte) (int, error) {
 	l.ownLocked()
 	l.armLocked()
 	return len(bufs), err
+}
+
+// WritePacketsSplit is WritePackets for packets in two parts, pays[i]
+// following bufs[i] (stack.SplitLink). The parts are joined into buffers of
+// the Lossy's own before the fault model sees them, so a stack lending its
+// send buffer is exercised (nothing is kept once this returns).
+func (l *Lossy) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	if pays != nil && len(pays) != len(bufs) {
+		return 0, fmt.Errorf("tuntest: %d payloads for %d packets", len(pays), len(bufs))
+	}
+	l.joinMu.Lock()
+	defer l.joinMu.Unlock()
+	for len(l.joined) < len(bufs) {
+		l.joined = append(l.joined, nil)
+	}
+	out := l.joined[:len(bufs)]
+	for i, b := range bufs {
+		out[i] = append(out[i][:0], b...)
+		if pays != nil {
+			out[i] = append(out[i], pays[i]...)
+		}
+	}
+	return l.WritePackets(out)
 }
 
 // ownLocked copies the caller's buffers still referenced by packets that

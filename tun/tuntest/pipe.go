@@ -115,6 +115,21 @@ func (e *Endpoint) ReadPackets(bufs [][]byte, sizes []int) (int, error) {
 // endpoint is closed and with ErrTooBig for a packet longer than the MTU
 // (n then counts the packets before it).
 func (e *Endpoint) WritePackets(bufs [][]byte) (int, error) {
+	return e.writePackets(bufs, nil)
+}
+
+// WritePacketsSplit is WritePackets for packets in two parts, pays[i]
+// following bufs[i] (stack.SplitLink): the parts are joined as they are
+// copied into the queue, which is the moment a stack lending its send
+// buffer must not yet have reused it.
+func (e *Endpoint) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	if pays != nil && len(pays) != len(bufs) {
+		return 0, fmt.Errorf("tuntest: %d payloads for %d packets", len(pays), len(bufs))
+	}
+	return e.writePackets(bufs, pays)
+}
+
+func (e *Endpoint) writePackets(bufs, pays [][]byte) (int, error) {
 	if e.in.isClosed() {
 		return 0, os.ErrClosed
 	}
@@ -125,8 +140,12 @@ func (e *Endpoint) WritePackets(bufs [][]byte) (int, error) {
 		err         error
 		sent, drops uint64
 	)
-	for _, pkt := range bufs {
-		if len(pkt) > e.mtu {
+	for i, pkt := range bufs {
+		var pay []byte
+		if pays != nil {
+			pay = pays[i]
+		}
+		if len(pkt)+len(pay) > e.mtu {
 			err = ErrTooBig
 			break
 		}
@@ -136,7 +155,7 @@ func (e *Endpoint) WritePackets(bufs [][]byte) (int, error) {
 			continue
 		}
 		tail := (q.head + q.count) % len(q.slots)
-		q.slots[tail] = append(q.slots[tail][:0], pkt...)
+		q.slots[tail] = append(append(q.slots[tail][:0], pkt...), pay...)
 		q.count++
 		sent++
 	}
