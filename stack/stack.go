@@ -170,10 +170,10 @@ type Stack struct {
 	// a packet whose outq entry holds only its headers, nil otherwise.
 	outPay, paySpare [][]byte
 	splitOK          bool
-	free        [][]byte
-	flushing    bool
-	bufSize     int
-	mq          *multiQueue // per-queue output of a MultiQueueLink; nil with one queue
+	free             [][]byte
+	flushing         bool
+	bufSize          int
+	mq               *multiQueue // per-queue output of a MultiQueueLink; nil with one queue
 
 	timer      *time.Timer
 	timerArmed bool
