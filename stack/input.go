@@ -596,7 +596,7 @@ func (t *tcb) processText(sg *seg.Segment) {
 // whole instead of copied (rcvq.go).
 func (t *tcb) deliver(payload []byte) int {
 	s := t.s
-	if len(payload) >= adoptMin && !s.rxTaken && len(payload) <= t.rcv.Free() && within(s.rxCur, payload) {
+	if !s.rxTaken && t.rcv.canAdopt(len(payload), len(s.rxCur)) && within(s.rxCur, payload) {
 		t.rcv.adopt(s.rxCur, payload)
 		s.rxTaken = true
 		s.adopted++

@@ -19,6 +19,7 @@ type rcvQueue struct {
 	head   int
 	n      int // bytes held
 	limit  int // logical capacity
+	slack  int // bytes of adopted buffers beyond their payload (see canAdopt)
 	pool   *bufPool
 	rx     *rxPool
 }
@@ -27,7 +28,8 @@ type rcvQueue struct {
 type rchunk struct {
 	buf   []byte
 	r, w  int32
-	owned bool // an adopted link read buffer (goes back to rxPool)
+	slack int32 // adopted: buffer bytes beyond the payload, charged to rcvQueue.slack
+	owned bool  // an adopted link read buffer (goes back to rxPool)
 }
 
 // adoptMin is the smallest payload adopted rather than copied: a link read
@@ -76,12 +78,23 @@ func (q *rcvQueue) Write(p []byte) int {
 	return n
 }
 
+// canAdopt reports whether a segment of n bytes read into a link buffer of
+// size bufSize may be adopted: it must be large (adoptMin), fit, and keep
+// the unused parts of adopted buffers within half the limit, so a queue
+// holds at most 1.5 times its limit whatever segment sizes a peer picks
+// (Linux bounds the same thing by charging skb truesize to rcvbuf).
+func (q *rcvQueue) canAdopt(n, bufSize int) bool {
+	return n >= adoptMin && n <= q.Free() && q.slack+bufSize-n <= q.limit/2
+}
+
 // adopt queues data, which lies inside buf, without copying it; buf then
-// belongs to the queue. The caller checked that data fits (len <= Free).
+// belongs to the queue. The caller checked canAdopt.
 func (q *rcvQueue) adopt(buf, data []byte) {
 	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(data))) - uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
-	q.push(rchunk{buf: buf, r: int32(off), w: int32(off + len(data)), owned: true})
+	slack := len(buf) - len(data)
+	q.push(rchunk{buf: buf, r: int32(off), w: int32(off + len(data)), slack: int32(slack), owned: true})
 	q.n += len(data)
+	q.slack += slack
 }
 
 // within reports whether data lies inside buf's array (so buf could be
@@ -152,6 +165,7 @@ func (q *rcvQueue) takeHead() (data []byte, c rchunk) {
 
 func (q *rcvQueue) giveBack(c rchunk) {
 	if c.owned {
+		q.slack -= int(c.slack)
 		q.rx.put(c.buf)
 	} else {
 		q.pool.put(c.buf)

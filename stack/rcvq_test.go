@@ -43,7 +43,10 @@ func TestRcvQueueModel(t *testing.T) {
 				model = append(model, p[:n]...)
 			case op == 2: // adopt a link buffer
 				size := adoptMin + r.IntN(rxBufSize-adoptMin-100)
-				if size > q.Free() {
+				if !q.canAdopt(size, rxBufSize) {
+					if size <= q.Free() && q.slack+rxBufSize-size <= q.limit/2 {
+						t.Fatalf("canAdopt refused %d bytes with room and slack", size)
+					}
 					continue
 				}
 				buf := rx.get()
@@ -81,6 +84,18 @@ func TestRcvQueueModel(t *testing.T) {
 			}
 			if q.Len() != len(model) || q.Free() != q.limit-len(model) {
 				t.Fatalf("seed %d step %d: Len %d, model %d", seed, step, q.Len(), len(model))
+			}
+			// The memory bound canAdopt keeps: slack is exactly what
+			// the adopted chunks still held waste, and within half the
+			// limit.
+			slack := 0
+			for _, c := range q.chunks[q.head:] {
+				if c.owned {
+					slack += int(c.slack)
+				}
+			}
+			if slack != q.slack || q.slack > q.limit/2 {
+				t.Fatalf("seed %d step %d: slack %d, chunks say %d, limit %d", seed, step, q.slack, slack, q.limit)
 			}
 		}
 		q.Discard(q.Len())
