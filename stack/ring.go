@@ -118,13 +118,6 @@ func (r *ring) Write(p []byte) int {
 	return n
 }
 
-// Read moves up to len(p) bytes out of the ring.
-func (r *ring) Read(p []byte) int {
-	n := r.copyAt(p, 0)
-	r.Discard(n)
-	return n
-}
-
 // copyAt copies bytes starting off bytes into the ring into p without
 // consuming them, and returns how many it copied.
 func (r *ring) copyAt(p []byte, off int) int {
