@@ -20,4 +20,17 @@
 //     and deterministic.
 //   - Nothing a peer sends can panic the stack: seg validates every packet
 //     and the stack counts and drops what it rejects.
+//
+// Copies on the data path. Bulk bytes are copied once each way inside the
+// process, by the application's Write into the send ring, and otherwise
+// only by the kernel (read and writev on the TUN):
+//   - Receive (rcvq.go): a large in-order segment is adopted, the link read
+//     buffer it lies in becomes a chunk of the receive queue and the read
+//     loop takes a fresh buffer; Conn.Read copies out of it, and
+//     Conn.WriteTo (io.Copy) hands the chunk itself to the writer.
+//   - Send: with a SplitLink, new data is written from the send ring in
+//     place (headers built apart, writev gathers both); the ring keeps its
+//     array out of the shared pool until that flush is done (ring.lend).
+//     Super-segments for a GSOLink carry a partial checksum the link
+//     completes.
 package stack

@@ -130,19 +130,22 @@ func mutate(p []byte, f func(*seg.Segment)) []byte {
 	return sg.AppendTo(nil)
 }
 
-// senderISS is the ISS of the connection that sends toward b (toB) or a.
-// It is remembered, because packets stay in flight after a connection is
-// gone (a mutated segment may well have reset it).
+// senderISS is the ISS of the connection whose application writes toward
+// b (toB) or a: the writer's own connection once there is one (its TCB
+// outlives removal, so a reset does not lose it), else the passive side's
+// current half-open connection, else the last one seen (packets stay in
+// flight after a connection is gone).
 func (n *fuzzNet) senderISS(toB bool) (seg.Seq, bool) {
-	s, i := n.b, 1
+	s, i, c := n.b, 1, n.cb
 	if toB {
-		s, i = n.a, 0
-	}
-	if n.issKnown[i] {
-		return n.iss[i], true
+		s, i, c = n.a, 0, n.ca
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c != nil {
+		n.iss[i], n.issKnown[i] = c.t.iss, true
+		return n.iss[i], true
+	}
 	for _, t := range s.conns {
 		n.iss[i], n.issKnown[i] = t.iss, true
 	}
@@ -222,13 +225,33 @@ func (n *fuzzNet) check() {
 	// "a prefix of what was sent" is checked byte by byte against it. (The
 	// length is not compared with what was written: a seq-shifting
 	// mutation may deliver stream bytes before their sender wrote them.)
+	// A reader's first byte is the one after the initial sequence number
+	// its connection synchronized on (IRS). That is normally the sender's
+	// ISS, but a data segment whose flags were flipped into a SYN can, by
+	// the rules, restart a half-open passive connection with a different
+	// one (RFC 9293 §3.10.7.4: a SYN in SYN-RECEIVED returns it to LISTEN;
+	// Linux resets the request), and the reader then starts at that
+	// segment's place in the stream.
 	for _, x := range []struct {
-		who string
-		got []byte
-	}{{"b", n.gotB}, {"a", n.gotA}} {
+		who  string
+		got  []byte
+		c    *Conn
+		s    *Stack
+		toMe bool
+	}{{"b", n.gotB, n.cb, n.b, true}, {"a", n.gotA, n.ca, n.a, false}} {
+		var off int64
+		if len(x.got) > 0 {
+			iss, ok := n.senderISS(x.toMe)
+			x.s.mu.Lock()
+			irs := x.c.t.irs
+			x.s.mu.Unlock()
+			if ok {
+				off = int64(irs.Sub(iss))
+			}
+		}
 		for i, c := range x.got {
-			if c != streamByte(int64(i)) {
-				n.t.Fatalf("step %d: %s read byte %d = %#x, stream has %#x", n.steps, x.who, i, c, streamByte(int64(i)))
+			if want := streamByte(off + int64(i)); c != want {
+				n.t.Fatalf("step %d: %s read byte %d = %#x, stream (from offset %d) has %#x", n.steps, x.who, i, c, off, want)
 			}
 		}
 	}
