@@ -58,6 +58,7 @@ type options struct {
 	verbose    bool
 	queues     int // utcp serve --queues
 	procs      int // GOMAXPROCS of the utcp server; 0 leaves it to Go
+	gvProcs    int // GOMAXPROCS of the gVisor server; 0 leaves it to Go
 }
 
 var allTargets = []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"}
@@ -85,6 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.twBudget, "tw-budget", 50*time.Second, "most time spent creating TIME_WAIT entries per target (the kernel keeps them 60 s)")
 	fs.IntVar(&o.queues, "utcp-queues", 1, "passed to utcp serve as --queues N (TUN queues, one reader goroutine each)")
 	fs.IntVar(&o.procs, "utcp-procs", 0, "GOMAXPROCS for the utcp server (cores it may use at once); 0 leaves Go's default")
+	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")
 	fs.BoolVar(&o.verbose, "v", false, "log server output and per-step details to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -92,8 +94,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.queues < 1 || o.procs < 0 {
-		return nil, errors.New("--utcp-queues must be ≥1 and --utcp-procs ≥0")
+	if o.queues < 1 || o.procs < 0 || o.gvProcs < 0 {
+		return nil, errors.New("--utcp-queues must be ≥1, --utcp-procs and --gvisor-procs ≥0")
 	}
 	if o.rounds < 1 || o.memRounds < 0 || o.duration <= 0 || o.idle < 0 || o.tw < 0 {
 		return nil, errors.New("--rounds must be ≥1, --mem-rounds/--idle/--tw ≥0, --duration >0")

@@ -53,6 +53,7 @@ type serverOpts struct {
 	cpuprofile   string // utcp only
 	queues       int    // utcp only: --queues
 	procs        int    // utcp only: GOMAXPROCS, 0 for Go's default
+	gvProcs      int    // gVisor only: GOMAXPROCS, 0 for Go's default
 	verbose      bool
 }
 
@@ -100,6 +101,9 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 			args = append(args, "--tw-timeout", "10m")
 		}
 		s.cmd = exec.Command(filepath.Join(tmp, "gvisor"), args...)
+		if o.gvProcs > 0 {
+			s.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(o.gvProcs))
+		}
 	case "kernel":
 		// The kernel server runs in a second fresh namespace (a child
 		// created with CLONE_NEWNET); a veth pair joins the two.
