@@ -18,7 +18,8 @@ type Conn struct {
 	t      *tcb
 	rdCh   chan struct{}
 	wrCh   chan struct{}
-	closed bool // Close was called
+	closed bool  // Close was called
+	wakes  uint8 // wakeR|wakeW owed at the end of the input batch (Stack.wakeSoon)
 	rdDL   deadline
 	wrDL   deadline
 }

@@ -454,7 +454,7 @@ func (t *tcb) newAck(sg *seg.Segment) {
 		t.sndStart = t.sndStart.Add(uint32(n))
 		t.bytesAcked += uint64(n)
 		if t.conn != nil {
-			t.conn.wakeWrite()
+			s.wakeSoon(t.conn, wakeW)
 		}
 	}
 	t.sndUna = ack
@@ -570,7 +570,7 @@ func (t *tcb) processText(sg *seg.Segment) {
 			fin = false
 		}
 		if t.conn != nil && n > 0 {
-			t.conn.wakeRead()
+			s.wakeSoon(t.conn, wakeR)
 		}
 		t.unackedSegs++
 		// Quick ACKs at the start (Linux's quickack mode) let the
@@ -703,7 +703,7 @@ func (t *tcb) drainOOO(fin bool) bool {
 		t.ooo = nil
 	}
 	if t.conn != nil {
-		t.conn.wakeRead()
+		t.s.wakeSoon(t.conn, wakeR)
 	}
 	return fin
 }

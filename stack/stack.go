@@ -155,6 +155,10 @@ type Stack struct {
 	bufs        bufPool
 	nowVal      timers.Instant // the section's time (see now)
 	nowSet      bool
+	// Wakes owed to applications by the input batch in progress (see
+	// wakeSoon); deferWakes is set while the single read loop holds mu.
+	wakeQ      []*Conn
+	deferWakes bool
 	// Zero-copy receive (rcvq.go): rxCur is the link buffer holding the
 	// packet being processed (nil for injected packets); a receive queue
 	// that adopts it sets rxTaken and the read loop replaces it from rx.
@@ -313,6 +317,7 @@ func (s *Stack) readLoop() {
 		}
 		s.mu.Lock()
 		s.beginNow()
+		s.deferWakes = true
 		for i := 0; i < k; i++ {
 			s.inputOwned(bufs, i, sizes[i], trusted[i])
 		}
@@ -375,12 +380,16 @@ func (s *Stack) unlockAndFlush() {
 		s.unlockAndFlushQueues()
 		return
 	}
+	var wakes [maxDeferredWakes]*Conn
+	var kinds [maxDeferredWakes]uint8
+	nw := s.takeWakes(&wakes, &kinds)
 	if s.cfg.Manual || s.flushing || len(s.outq) == 0 || s.link == nil {
 		s.mu.Unlock()
+		doWakes(wakes[:nw], kinds[:nw])
 		return
 	}
 	s.flushing = true
-	for len(s.outq) > 0 {
+	for first := true; len(s.outq) > 0; first = false {
 		batch, pays := s.outq, s.outPay
 		s.outq = s.spare[:0]
 		if s.splitOK {
@@ -389,6 +398,11 @@ func (s *Stack) unlockAndFlush() {
 		s.bufs.takenEpoch++
 		epoch := s.bufs.takenEpoch
 		s.mu.Unlock()
+		if first {
+			// The applications run (on another core, if there is one)
+			// while this goroutine makes the write system calls.
+			doWakes(wakes[:nw], kinds[:nw])
+		}
 		var err error
 		if s.splitOK {
 			_, err = s.link.(SplitLink).WritePacketsSplit(batch, pays)
@@ -414,6 +428,65 @@ func (s *Stack) unlockAndFlush() {
 	}
 	s.flushing = false
 	s.mu.Unlock()
+}
+
+// Deferred wakes. Data or an ACK arriving in a read batch makes a reader
+// or writer runnable; waking it at once, with mu still held for the rest
+// of the batch, lets it run on another core only to block on mu, and the
+// unlock then wakes it a second time. So the read loop queues the wakes
+// (wakeSoon) and unlockAndFlush sends them just after it releases mu.
+const (
+	wakeR = 1 << iota
+	wakeW
+
+	maxDeferredWakes = 16 // more in one batch are sent under mu
+)
+
+// wakeSoon wakes c's reader (wakeR) or writer (wakeW): after the read
+// batch if one is in progress, else now.
+func (s *Stack) wakeSoon(c *Conn, kind uint8) {
+	if !s.deferWakes {
+		doWake(c, kind)
+		return
+	}
+	if c.wakes == 0 {
+		s.wakeQ = append(s.wakeQ, c)
+	}
+	c.wakes |= kind
+}
+
+// takeWakes moves up to maxDeferredWakes queued wakes into the caller's
+// arrays (sending any beyond that now) and ends deferral; mu is held.
+func (s *Stack) takeWakes(conns *[maxDeferredWakes]*Conn, kinds *[maxDeferredWakes]uint8) int {
+	s.deferWakes = false
+	n := 0
+	for i, c := range s.wakeQ {
+		if n < maxDeferredWakes {
+			conns[n], kinds[n] = c, c.wakes
+			n++
+		} else {
+			doWake(c, c.wakes)
+		}
+		c.wakes = 0
+		s.wakeQ[i] = nil
+	}
+	s.wakeQ = s.wakeQ[:0]
+	return n
+}
+
+func doWakes(conns []*Conn, kinds []uint8) {
+	for i, c := range conns {
+		doWake(c, kinds[i])
+	}
+}
+
+func doWake(c *Conn, kind uint8) {
+	if kind&wakeR != 0 {
+		c.wakeRead()
+	}
+	if kind&wakeW != 0 {
+		c.wakeWrite()
+	}
 }
 
 // packetBuf returns an empty buffer able to hold one MTU-sized packet.
