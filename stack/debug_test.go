@@ -29,3 +29,14 @@ func (l *logLink) WritePackets(bufs [][]byte) (int, error) {
 	}
 	return l.Link.WritePackets(bufs)
 }
+
+// WritePacketsSplit keeps logLink a SplitLink when the link it wraps is
+// one (tuntest's Pipe and Lossy are), so the whole-stack and transfer
+// tests send new data from the send ring in place (zero-copy send); with
+// packet logging on, the parts are joined and logged.
+func (l *logLink) WritePacketsSplit(bufs, pays [][]byte) (int, error) {
+	if sl, ok := l.Link.(SplitLink); ok && os.Getenv("UTCP_DEBUG_PACKETS") == "" {
+		return sl.WritePacketsSplit(bufs, pays)
+	}
+	return l.WritePackets(joinSplit(bufs, pays))
+}
