@@ -753,6 +753,36 @@ func TestHardenOOOBound(t *testing.T) {
 	}
 }
 
+// After one lost segment the rest of the window arrives in order behind
+// the hole: those segments join one out-of-order entry instead of one
+// each, so many more than MaxOOOSegs are kept (none dropped), and filling
+// the hole delivers them all in order.
+func TestOOOCoalescesBehindHole(t *testing.T) {
+	const max = 8
+	f := newFixture(t, func(c *Config) { c.MaxOOOSegs = max })
+	c := f.established(1000)
+	want := []byte("h")
+	for i := uint32(0); i < 200; i++ {
+		b := string(rune('a' + i%26))
+		want = append(want, b...)
+		f.in(ACK, seq(1002+i), ack(1), data(b))
+	}
+	f.pending = nil
+	if n := c.Info().OOOSegs; n != 1 {
+		t.Fatalf("OOO queue holds %d entries for one contiguous run behind one hole, want 1", n)
+	}
+	if d := f.s.Counters().TCPOFODrop; d != 0 {
+		t.Fatalf("TCPOFODrop %d: contiguous out-of-order data was dropped", d)
+	}
+	if q := f.s.Counters().TCPOFOQueue; q != 200 {
+		t.Fatalf("TCPOFOQueue %d, want 200 (one per segment, merged or not)", q)
+	}
+	f.in(ACK, seq(1001), ack(1), data("h"))
+	if got := f.available(); got != string(want) {
+		t.Fatalf("after filling the hole: %q, want %q", got, want)
+	}
+}
+
 // TIME_WAIT records are capped at MaxTimeWait (tcp_max_tw_buckets); an
 // active close past the cap skips TIME_WAIT and counts
 // TCPTimeWaitOverflow.

@@ -632,6 +632,10 @@ func (t *tcb) finArrives(sg *seg.Segment) {
 
 // queueOOO keeps an out-of-order segment, bounded in count; the window
 // bounds its bytes.
+// oooMergeMax bounds one merged out-of-order entry; a longer run goes on
+// in a new entry.
+const oooMergeMax = 256 << 10
+
 func (t *tcb) queueOOO(seq seg.Seq, data []byte, fin bool) {
 	s := t.s
 	if len(data) == 0 && !fin {
@@ -649,6 +653,30 @@ func (t *tcb) queueOOO(seq seg.Seq, data []byte, fin bool) {
 		o := t.ooo[j]
 		if o.seq.Add(uint32(len(o.data))).GreaterEq(end) && (!fin || o.fin) {
 			t.noteDuplicate(seq, end)
+			return
+		}
+	}
+	// A segment that continues the entry before it is appended to it (as
+	// Linux coalesces into the tail of its out-of-order queue): after a
+	// loss the rest of a large window arrives in order behind the hole,
+	// and as one entry per hole (up to oooMergeMax bytes each) rather than
+	// one per segment it neither hits MaxOOOSegs, which then bounds the
+	// holes a peer can make, nor costs an insertion each. The bytes stay
+	// bounded by the window (data beyond it was trimmed).
+	if i > 0 && len(data) > 0 {
+		if prev := &t.ooo[i-1]; !prev.fin && prev.seq.Add(uint32(len(prev.data))) == seq &&
+			len(prev.data)+len(data) <= oooMergeMax && (i == len(t.ooo) || end.LessEq(t.ooo[i].seq)) {
+			s.ctr.TCPOFOQueue++
+			if len(prev.data)+len(data) > cap(prev.data) {
+				// Double up to oooMergeMax (append grows large slices
+				// by a quarter): fewer copies of the run.
+				nd := make([]byte, len(prev.data), min(max(2*cap(prev.data), len(prev.data)+len(data)), oooMergeMax))
+				copy(nd, prev.data)
+				prev.data = nd
+			}
+			prev.data = append(prev.data, data...)
+			prev.fin = fin
+			t.oooBytes += len(data)
 			return
 		}
 	}
