@@ -52,7 +52,7 @@ func (s *Stack) startReaders() {
 	}
 	// Two-part packets (SplitLink) go through the single-queue flusher
 	// only; the multi-queue and manual paths hand out whole packets.
-	_, s.splitOK = s.link.(SplitLink)
+	s.split, _ = s.link.(SplitLink)
 	s.wg.Add(1)
 	go s.readLoop()
 }

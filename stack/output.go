@@ -236,7 +236,7 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	// so ours would be a wasted pass over 64 KiB: it is left partial.
 	partial := pieces > 1
 	switch {
-	case s.splitOK && inPlace && n >= splitMin && !seq.LessThan(t.sndMax):
+	case s.split != nil && inPlace && n >= splitMin && !seq.LessThan(t.sndMax):
 		// Zero-copy send: only the headers are built; the link gathers
 		// the payload from the send ring. Only new data qualifies: no
 		// ACK can cover it before it is written, so its bytes stay put

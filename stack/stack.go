@@ -170,10 +170,10 @@ type Stack struct {
 
 	// Output: packets produced under mu, written by one flusher at a time.
 	outq, spare [][]byte
-	// With a SplitLink (splitOK), outPay runs beside outq: the payload of
-	// a packet whose outq entry holds only its headers, nil otherwise.
+	// With a SplitLink (split, nil otherwise), outPay runs beside outq:
+	// the payload of a packet whose outq entry holds only its headers.
 	outPay, paySpare [][]byte
-	splitOK          bool
+	split            SplitLink
 	free             [][]byte
 	flushing         bool
 	bufSize          int
@@ -392,7 +392,7 @@ func (s *Stack) unlockAndFlush() {
 	for first := true; len(s.outq) > 0; first = false {
 		batch, pays := s.outq, s.outPay
 		s.outq = s.spare[:0]
-		if s.splitOK {
+		if s.split != nil {
 			s.outPay = s.paySpare[:0]
 		}
 		s.bufs.takenEpoch++
@@ -404,8 +404,8 @@ func (s *Stack) unlockAndFlush() {
 			doWakes(wakes[:nw], kinds[:nw])
 		}
 		var err error
-		if s.splitOK {
-			_, err = s.link.(SplitLink).WritePacketsSplit(batch, pays)
+		if s.split != nil {
+			_, err = s.split.WritePacketsSplit(batch, pays)
 		} else {
 			_, err = s.link.WritePackets(batch)
 		}
@@ -421,7 +421,7 @@ func (s *Stack) unlockAndFlush() {
 			batch[i] = nil
 		}
 		s.spare = batch[:0]
-		if s.splitOK {
+		if s.split != nil {
 			clear(pays)
 			s.paySpare = pays[:0]
 		}
@@ -510,7 +510,7 @@ func (s *Stack) emit(sg *seg.Segment) {
 // emitRaw queues an already built packet.
 func (s *Stack) emitRaw(b []byte) {
 	s.outq = append(s.outq, b)
-	if s.splitOK {
+	if s.split != nil {
 		s.outPay = append(s.outPay, nil)
 	}
 }

@@ -35,8 +35,7 @@ func (w *writer) writeVnet(fd uintptr) bool {
 		case pay != nil && super:
 			err = w.writeSuperSplit(fd, w.bufs[w.n], pay)
 		case pay != nil:
-			w.iov = appendIovec(appendIovec(appendIovec(w.iov[:0], w.hdrNone[:]), w.bufs[w.n]), pay)
-			err = w.writev(fd)
+			err = w.writeParts(fd, w.hdrNone[:], w.bufs[w.n], pay)
 		case super:
 			// The caller's own super-segment (GSOMaxSize): cut at
 			// the MTU, as the stack.GSOLink contract says.
@@ -166,8 +165,7 @@ func (w *writer) writeSuperSplit(fd uintptr, head, pay []byte) error {
 		binary.BigEndian.Uint16(head[6:8])&0x3fff != 0 ||
 		head[ihl+13]&^tcpFlagPSH != tcpFlagACK ||
 		ihl+int(head[ihl+12]>>4)*4 != len(head) || w.mtu-len(head) <= 0 {
-		w.iov = appendIovec(appendIovec(appendIovec(w.iov[:0], w.hdrNone[:]), head), pay)
-		return w.writev(fd)
+		return w.writeParts(fd, w.hdrNone[:], head, pay)
 	}
 	cut := w.mtu - len(head)
 	err := w.writeGSOPay(fd, [][]byte{head}, pay, cut)

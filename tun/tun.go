@@ -379,8 +379,7 @@ func (w *writer) write(fd uintptr) bool {
 	for w.n < len(w.bufs) {
 		var err error
 		if pay := w.pay(w.n); pay != nil {
-			w.iov = appendIovec(appendIovec(w.iov[:0], w.bufs[w.n]), pay)
-			err = w.writev(fd)
+			err = w.writeParts(fd, w.bufs[w.n], pay)
 		} else {
 			_, err = unix.Write(int(fd), w.bufs[w.n])
 		}
@@ -396,6 +395,17 @@ func (w *writer) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// writeParts writes parts gathered as one packet (writev).
+func (w *writer) writeParts(fd uintptr, parts ...[]byte) error {
+	w.iov = w.iov[:0]
+	for _, p := range parts {
+		if len(p) > 0 {
+			w.iov = appendIovec(w.iov, p)
+		}
+	}
+	return w.writev(fd)
 }
 
 // pay returns the second part of packet i (WritePacketsSplit), nil if none.
