@@ -99,6 +99,31 @@ func completePartial(b []byte) []byte {
 	return c
 }
 
+// exchangeExact sends size random bytes each way at once, each side
+// half-closing after its data; the server's side is read with readUp (so a
+// test can pick Read or WriteTo), the client's with io.ReadAll. It fails
+// unless both directions arrive byte-exact.
+func exchangeExact(t *testing.T, client, server *Conn, size int, seed uint64, readUp func(io.Reader) ([]byte, error)) {
+	t.Helper()
+	up, down := make([]byte, size), make([]byte, size)
+	fillRandom(up, seed)
+	fillRandom(down, seed+1000)
+	errc := make(chan error, 4)
+	var gotUp, gotDown []byte
+	go func() { _, err := client.Write(up); client.CloseWrite(); errc <- err }()
+	go func() { _, err := server.Write(down); server.CloseWrite(); errc <- err }()
+	go func() { b, err := readUp(server); gotUp = b; errc <- err }()
+	go func() { b, err := io.ReadAll(client); gotDown = b; errc <- err }()
+	for range 4 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(gotUp, up) || !bytes.Equal(gotDown, down) {
+		t.Fatalf("data corrupted: up %d equal=%v, down %d equal=%v", len(gotUp), bytes.Equal(gotUp, up), len(gotDown), bytes.Equal(gotDown, down))
+	}
+}
+
 // Bulk transfer both ways with both stacks sending super-segments through
 // a segmenting link, with loss, duplication and reordering after the cut:
 // byte-exact, super-segments actually used, every piece MTU-sized, and
@@ -125,24 +150,7 @@ func TestGSOTransferLossy(t *testing.T) {
 				defer p.b.Close()
 				ln, _ := p.b.Listen(9, 4)
 				client, server := dialAccept(t, p, ln)
-				const size = 4 << 20
-				up, down := make([]byte, size), make([]byte, size)
-				fillRandom(up, uint64(seed))
-				fillRandom(down, uint64(seed)+1000)
-				errc := make(chan error, 4)
-				var gotUp, gotDown []byte
-				go func() { _, err := client.Write(up); client.CloseWrite(); errc <- err }()
-				go func() { _, err := server.Write(down); server.CloseWrite(); errc <- err }()
-				go func() { b, err := io.ReadAll(server); gotUp = b; errc <- err }()
-				go func() { b, err := io.ReadAll(client); gotDown = b; errc <- err }()
-				for range 4 {
-					if err := <-errc; err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Equal(gotUp, up) || !bytes.Equal(gotDown, down) {
-					t.Fatalf("data corrupted: up %d equal=%v, down %d equal=%v", len(gotUp), bytes.Equal(gotUp, up), len(gotDown), bytes.Equal(gotDown, down))
-				}
+				exchangeExact(t, client, server, 4<<20, uint64(seed), io.ReadAll)
 				ca := p.a.Counters()
 				t.Logf("a: supers %d pieces %d, OutSegs %d RetransSegs %d; b: supers %d pieces %d",
 					ga.supers.Load(), ga.pieces.Load(), ca.OutSegs, ca.RetransSegs, gb.supers.Load(), gb.pieces.Load())

@@ -172,25 +172,12 @@ func TestZeroCopyReceive(t *testing.T) {
 				defer p.b.Close()
 				ln, _ := p.b.Listen(9, 4)
 				client, server := dialAccept(t, p, ln)
-				const size = 8 << 20
-				up, down := make([]byte, size), make([]byte, size)
-				fillRandom(up, uint64(seed))
-				fillRandom(down, uint64(seed)+1000)
-				errc := make(chan error, 4)
-				var gotUp bytes.Buffer
-				var gotDown []byte
-				go func() { _, err := client.Write(up); client.CloseWrite(); errc <- err }()
-				go func() { _, err := server.Write(down); server.CloseWrite(); errc <- err }()
-				go func() { _, err := io.Copy(&gotUp, server); errc <- err }() // Conn.WriteTo
-				go func() { b, err := io.ReadAll(client); gotDown = b; errc <- err }()
-				for range 4 {
-					if err := <-errc; err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Equal(gotUp.Bytes(), up) || !bytes.Equal(gotDown, down) {
-					t.Fatalf("data corrupted: up %d equal=%v, down %d equal=%v", gotUp.Len(), bytes.Equal(gotUp.Bytes(), up), len(gotDown), bytes.Equal(gotDown, down))
-				}
+				// The server's side reads through io.Copy, so Conn.WriteTo.
+				exchangeExact(t, client, server, 8<<20, uint64(seed), func(r io.Reader) ([]byte, error) {
+					var b bytes.Buffer
+					_, err := io.Copy(&b, r)
+					return b.Bytes(), err
+				})
 				p.a.mu.Lock()
 				adoptedA, retxA := p.a.adopted, p.a.ctr.RetransSegs
 				p.a.mu.Unlock()
