@@ -212,7 +212,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			n += k
 			if k > 0 {
 				s.beginNow()
-				t.output()
+				t.outputCorked()
 			}
 			if n == len(b) {
 				s.unlockAndFlush()

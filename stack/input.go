@@ -453,6 +453,7 @@ func (t *tcb) newAck(sg *seg.Segment) {
 		t.snd.Discard(n)
 		t.sndStart = t.sndStart.Add(uint32(n))
 		t.bytesAcked += uint64(n)
+		t.ackedAt = s.now() // data acknowledged: the ACK clock runs (outputCorked)
 		if t.conn != nil {
 			s.wakeSoon(t.conn, wakeW)
 		}

@@ -259,7 +259,36 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 
 // output sends what the windows allow (RFC 9293 §3.8.6, RFC 5681): new
 // data, the FIN after it, and arms the retransmission or persist timer.
-func (t *tcb) output() {
+func (t *tcb) output() { t.transmit(false) }
+
+// outputCorked is output for the application's Write. On a segmenting
+// link, when the ACK clock is running, new data that would leave as a
+// super-segment smaller than the send quantum stays queued for the next
+// ACK, whose output sends it together with whatever the application
+// wrote meanwhile.
+//
+// This is our form of Linux's TCP autocorking (tcp_should_autocork) and
+// TSO deferral (tcp_tso_should_defer). Linux holds a small skb while the
+// previous one still sits in the device queue; our writes to the link
+// are synchronous, so the event that releases the data is the next ACK
+// instead. Without it an application writing 7 KB at a time sends 7 KB
+// super-segments, and the peer pays its per-packet receive cost nine
+// times over for every 64 KB.
+//
+// The hold lasts about one ACK interval, because it happens only when
+// ACKs are flowing: two quanta or more in flight, for which the peer
+// owes ACKs at once (RFC 9293 §3.8.6.3, RFC 5681 §4.2), and an ACK
+// acknowledged data within the last half round trip (at least 1 ms), the
+// test tcp_tso_should_defer makes. A burst from idle, such as a
+// response written in several pieces, is never held waiting a whole
+// round trip; neither are plain links (a runt there is Nagle's
+// business) nor connections with TCP_NODELAY.
+func (t *tcb) outputCorked() {
+	t.transmit(!t.nodelay && t.sendQuantum() > t.mss &&
+		t.s.now().Sub(t.ackedAt) < max(t.rto.SRTT()/2, time.Millisecond))
+}
+
+func (t *tcb) transmit(cork bool) {
 	switch t.state {
 	case Established, CloseWait, FinWait1, Closing, LastAck:
 	default:
@@ -306,7 +335,12 @@ func (t *tcb) output() {
 			if usable <= 0 {
 				break
 			}
-			n := min(unsent, usable, t.sendQuantum())
+			quantum := t.sendQuantum()
+			n := min(unsent, usable, quantum)
+			if cork && n < quantum && t.sndNxt.GreaterEq(t.sndMax) && !t.finQueued &&
+				inflight >= 2*quantum {
+				break
+			}
 			if t.sackOK && t.sndNxt.LessThan(t.sndMax) {
 				if next, ok := t.sb.nextStart(t.sndNxt); ok {
 					n = min(n, int(next.Sub(t.sndNxt)))

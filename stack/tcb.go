@@ -126,6 +126,7 @@ type tcb struct {
 	lastRecv     timers.Instant
 	userTimeout  time.Duration
 	lastProgress timers.Instant // when SND.UNA last advanced, or sending began from idle
+	ackedAt      timers.Instant // when an ACK last acknowledged data (outputCorked)
 }
 
 type oooSeg struct {

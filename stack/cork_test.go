@@ -1,0 +1,135 @@
+package stack
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"utcp/seg"
+)
+
+// manualGSOLink gives a manual-mode fixture a segmenting link. Manual mode
+// queues output for TakeOutput, so only MTU and GSOMaxSize are used.
+type manualGSOLink struct{}
+
+func (manualGSOLink) ReadPackets([][]byte, []int) (int, error) { return 0, os.ErrClosed }
+func (manualGSOLink) WritePackets(b [][]byte) (int, error)     { return len(b), nil }
+func (manualGSOLink) MTU() int                                 { return 1500 }
+func (manualGSOLink) BatchSize() int                           { return 1 }
+func (manualGSOLink) Close() error                             { return nil }
+func (manualGSOLink) GSOMaxSize() int                          { return 65535 }
+
+// corkFixture is an established connection over a segmenting link with a
+// peer window of 8 MB and a congestion window large enough that only the
+// autocork rule decides what a Write sends.
+func corkFixture(t *testing.T) *fixture {
+	f := newFixture(t, func(c *Config) { c.Link = manualGSOLink{} })
+	f.estabWith(1000, func(sg *seg.Segment) { sg.Opts.HasWScale, sg.Opts.WScale = true, 7 })
+	f.conn.t.cwnd = 4 << 20
+	f.conn.t.lastSend = f.clk.Now() // not idle: no restart from the initial window
+	return f
+}
+
+// outBytes pops every pending segment, which must be consecutive data
+// starting at relative sequence from, and returns how many bytes they held.
+func (f *fixture) outBytes(from uint32) int {
+	f.t.Helper()
+	n := 0
+	for len(f.pending) > 0 {
+		sg := f.outData(from+uint32(n), len(f.pending[0].Payload))
+		n += len(sg.Payload)
+	}
+	return n
+}
+
+// A bulk writer on a segmenting link: once ACKs are flowing and two quanta
+// are in flight, a Write smaller than a super-segment waits for the next
+// ACK, which sends everything written meanwhile as one super-segment
+// (outputCorked). Without the rule each 7300-byte Write would leave as its
+// own super-segment. Sizes are whole segments so that Nagle holds nothing.
+func TestScriptedAutocorkHoldsForNextACK(t *testing.T) {
+	f := corkFixture(t)
+	// A burst from idle is never held, its last short piece included.
+	f.write(payload(204400, 'a'))
+	if n := f.outBytes(1); n != 204400 {
+		t.Fatalf("burst from idle sent %d of 204400 bytes", n)
+	}
+	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.noOutput()
+	// 140160 bytes in flight, at least two quanta, and an ACK just came.
+	f.write(payload(7300, 'b'))
+	f.noOutput()
+	f.write(payload(7300, 'c'))
+	f.noOutput()
+	f.in(ACK, seq(1001), ack(1+128480), win(65535))
+	if n := f.outBytes(204401); n != 14600 {
+		t.Fatalf("the ACK released %d bytes, want the 14600 held", n)
+	}
+}
+
+// The hold needs the ACK clock running: when no ACK has advanced SND.UNA
+// for half a round trip (at least 1 ms), a Write goes out at once however
+// much is in flight, so a response written in pieces after a pause never
+// waits a whole round trip for an ACK.
+func TestScriptedAutocorkNeedsRunningACKClock(t *testing.T) {
+	f := corkFixture(t)
+	f.write(payload(204400, 'a'))
+	f.outBytes(1)
+	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.advance(max(f.conn.t.rto.SRTT()/2, time.Millisecond) + time.Millisecond)
+	f.noOutput()
+	f.write(payload(7300, 'b'))
+	if n := f.outBytes(204401); n != 7300 {
+		t.Fatalf("write sent %d of 7300 bytes at once", n)
+	}
+}
+
+// Too little in flight (under two quanta): the peer may be delaying its
+// ACK, so nothing is held.
+func TestScriptedAutocorkNeedsTwoQuantaInFlight(t *testing.T) {
+	f := corkFixture(t)
+	f.write(payload(102200, 'a'))
+	f.outBytes(1)
+	f.in(ACK, seq(1001), ack(1+64240), win(65535)) // 37960 left in flight
+	f.write(payload(7300, 'b'))
+	if n := f.outBytes(102201); n != 7300 {
+		t.Fatalf("write sent %d of 7300 bytes at once", n)
+	}
+}
+
+// TCP_NODELAY asks for every write to leave at once: never held.
+func TestScriptedAutocorkNotWithNoDelay(t *testing.T) {
+	f := corkFixture(t)
+	if err := f.conn.SetNoDelay(true); err != nil {
+		t.Fatal(err)
+	}
+	f.write(payload(204400, 'a'))
+	f.outBytes(1)
+	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.write(payload(7300, 'b'))
+	if n := f.outBytes(204401); n != 7300 {
+		t.Fatalf("write sent %d of 7300 bytes at once", n)
+	}
+}
+
+// A FIN is never held behind the cork: Close sends the held data and FIN.
+func TestScriptedAutocorkReleasedByClose(t *testing.T) {
+	f := corkFixture(t)
+	f.write(payload(204400, 'a'))
+	f.outBytes(1)
+	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.write(payload(7300, 'b'))
+	f.noOutput()
+	if err := f.conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	f.collect()
+	segs := f.popAll()
+	n := 0
+	for _, sg := range segs {
+		n += len(sg.Payload)
+	}
+	if n != 7300 || !segs[len(segs)-1].Flags.Has(FIN) {
+		t.Fatalf("after CloseWrite %d segments with %d bytes, want the held 7300 bytes and FIN", len(segs), n)
+	}
+}
