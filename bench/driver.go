@@ -142,7 +142,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 	dur := d.o.duration
 	if t == "tun" {
 		d.logf("round %d/%d tun: raw TUN ceiling ...", r, d.o.rounds)
-		rr, err := rawTUN(ctx, dur)
+		rr, err := rawTUN(ctx, dur, d.o.txqlen)
 		if err != nil {
 			d.logf("round %d tun: %v", r, err)
 			return
@@ -154,7 +154,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
 		return
 	}
-	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs}
+	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen}
 	if baseTarget(t) == "utcp" && d.profile {
 		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
 		if t == "utcp+off" {
@@ -224,7 +224,7 @@ func (d *driver) stopServer(s *server) {
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each
 // on a fresh server process.
 func (d *driver) memRound(ctx context.Context, r int, t string) {
-	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs}
+	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen}
 	if d.o.idle > 0 {
 		s, err := startServer(ctx, t, so)
 		if err != nil {
@@ -441,8 +441,8 @@ func fmtRatio(r *float64, pct bool) string {
 }
 
 func (d *driver) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes\n\n",
-		d.o.rounds, d.o.duration, d.o.memRounds)
+	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes; every TUN at txqueuelen %d\n\n",
+		d.o.rounds, d.o.duration, d.o.memRounds, d.o.txqlen)
 	fmt.Fprintln(w, "| figure | unit | utcp | utcp+off | gVisor | gVisor+off | kernel (veth) | utcp/gVisor | utcp+off/gVisor+off | utcp+off % of kernel |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, f := range figures {

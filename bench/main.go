@@ -59,6 +59,7 @@ type options struct {
 	queues     int // utcp serve --queues
 	procs      int // GOMAXPROCS of the utcp server; 0 leaves it to Go
 	gvProcs    int // GOMAXPROCS of the gVisor server; 0 leaves it to Go
+	txqlen     int // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
 }
 
 var allTargets = []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"}
@@ -87,6 +88,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.queues, "utcp-queues", 1, "passed to utcp serve as --queues N (TUN queues, one reader goroutine each)")
 	fs.IntVar(&o.procs, "utcp-procs", 0, "GOMAXPROCS for the utcp server (cores it may use at once); 0 leaves Go's default")
 	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")
+	fs.IntVar(&o.txqlen, "txqueuelen", 4096, "transmit queue length of every TUN (utcp, gVisor and the raw ceiling alike): utcp serve's default; 0 for the kernel's 500")
 	fs.BoolVar(&o.verbose, "v", false, "log server output and per-step details to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -94,8 +96,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.queues < 1 || o.procs < 0 || o.gvProcs < 0 {
-		return nil, errors.New("--utcp-queues must be ≥1, --utcp-procs and --gvisor-procs ≥0")
+	if o.queues < 1 || o.procs < 0 || o.gvProcs < 0 || o.txqlen < 0 {
+		return nil, errors.New("--utcp-queues must be ≥1, --utcp-procs, --gvisor-procs and --txqueuelen ≥0")
 	}
 	if o.rounds < 1 || o.memRounds < 0 || o.duration <= 0 || o.idle < 0 || o.tw < 0 {
 		return nil, errors.New("--rounds must be ≥1, --mem-rounds/--idle/--tw ≥0, --duration >0")

@@ -27,9 +27,9 @@ type rawResult struct {
 	readSent, readCounted int64
 }
 
-func rawTUN(ctx context.Context, d time.Duration) (rawResult, error) {
+func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error) {
 	var r rawResult
-	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen})
+	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen})
 	if err != nil {
 		return r, err
 	}

@@ -54,6 +54,7 @@ type serverOpts struct {
 	queues       int    // utcp only: --queues
 	procs        int    // utcp only: GOMAXPROCS, 0 for Go's default
 	gvProcs      int    // gVisor only: GOMAXPROCS, 0 for Go's default
+	txqlen       int    // TUN txqueuelen for utcp and gVisor alike; 0 for the kernel's 500
 	verbose      bool
 }
 
@@ -83,6 +84,7 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 		if o.queues > 1 {
 			args = append(args, "--queues", strconv.Itoa(o.queues))
 		}
+		args = append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
 		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), args...)
 		if o.procs > 0 {
 			s.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(o.procs))
@@ -100,6 +102,7 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 		if o.longTimeWait {
 			args = append(args, "--tw-timeout", "10m")
 		}
+		args = append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
 		s.cmd = exec.Command(filepath.Join(tmp, "gvisor"), args...)
 		if o.gvProcs > 0 {
 			s.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(o.gvProcs))

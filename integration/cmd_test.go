@@ -579,6 +579,7 @@ func testCmdErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--no-such-flag"},
 		{"serve", "--mtu", "10"},
+		{"serve", "--txqueuelen", "-1"},
 		{"serve", "--addr", "nonsense"},
 		{"serve", "--echo", "70000"},
 		{"dial"},
@@ -598,7 +599,7 @@ func testCmdErrors(t *testing.T) {
 	}
 	for _, f := range []string{"tun", "host-addr", "addr", "mtu", "echo", "discard", "chargen", "http", "hold", "stall", "backlog",
 		"msl", "fin-timeout", "max-tw-buckets", "tw-reuse", "syn-retries", "synack-retries", "retries2", "sndbuf", "rcvbuf",
-		"delayed-ack", "nodelay", "trace", "pcap", "control"} {
+		"delayed-ack", "nodelay", "trace", "pcap", "control", "txqueuelen"} {
 		if !strings.Contains(help, "-"+f) {
 			t.Errorf("serve -h does not document --%s", f)
 		}

@@ -53,6 +53,11 @@ func (s *Stack) startReaders() {
 	// Two-part packets (SplitLink) go through the single-queue flusher
 	// only; the multi-queue and manual paths hand out whole packets.
 	s.split, _ = s.link.(SplitLink)
+	if !s.cfg.InlineFlush {
+		s.flushKick, s.flushStop = make(chan struct{}, 1), make(chan struct{})
+		s.wg.Add(1)
+		go s.flushLoop()
+	}
 	s.wg.Add(1)
 	go s.readLoop()
 }

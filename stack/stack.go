@@ -28,6 +28,13 @@ type Config struct {
 	// Scripted tests use it with a timers.ManualClock.
 	Manual bool
 
+	// InlineFlush makes the read loop write the packets its batch
+	// produced itself, as the writer goroutines do, instead of handing
+	// them to the flusher goroutine and going back to reading. See
+	// unlockAndHandoff for why the hand-off is the default; it applies to
+	// a single-queue link only.
+	InlineFlush bool
+
 	MSL         time.Duration // default 30s, so TIME_WAIT lasts 2*MSL = 60s as on Linux
 	FinTimeout  time.Duration // orphaned FIN_WAIT2 lifetime; default 60s (tcp_fin_timeout)
 	MaxTimeWait int           // TIME_WAIT entries; default 262144 (tcp_max_tw_buckets)
@@ -174,6 +181,9 @@ type Stack struct {
 	// the payload of a packet whose outq entry holds only its headers.
 	outPay, paySpare [][]byte
 	split            SplitLink
+	// flushKick wakes the flusher goroutine (flushLoop) to write what the
+	// read loop queued; nil when the read loop flushes inline.
+	flushKick, flushStop chan struct{}
 	free             [][]byte
 	flushing         bool
 	bufSize          int
@@ -278,6 +288,9 @@ func (s *Stack) Close() error {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	if s.flushStop != nil {
+		close(s.flushStop)
+	}
 	s.unlockAndFlush()
 	var err error
 	if s.link != nil {
@@ -322,7 +335,60 @@ func (s *Stack) readLoop() {
 			s.inputOwned(bufs, i, sizes[i], trusted[i])
 		}
 		s.endBatch()
+		if s.flushKick != nil {
+			s.unlockAndHandoff()
+		} else {
+			s.unlockAndFlush()
+		}
+	}
+}
+
+// unlockAndHandoff ends a read batch like unlockAndFlush, except that the
+// flusher goroutine, not the read loop, writes the batch's packets, so the
+// next read overlaps the write system calls.
+//
+// On a TUN those writes are where the host's TCP does its work: writing
+// our ACK runs the kernel sender's tcp_ack and tcp_write_xmit (and, on a
+// plain TUN, the segmentation of its 64 KB skbs), and writing our data
+// runs the kernel receiver. With one goroutine for both, reading stopped
+// meanwhile; with two, they use two cores. Measured with the bench (3
+// rounds, same minute): offload upload 2797 -> 3446 MB/s and 0.29 -> 0.25
+// CPU s/GB, HTTP with 32 clients 20.0k -> 24.8k conn/s, echo p50 no worse.
+//
+// The kernel sender then runs alongside our reads and can fill the TUN's
+// queue faster than we read it: on a plain TUN the default of 500 packets
+// is below what TCP small queues let one socket queue, so utcp serve
+// lengthens it (tun.Config.TxQueueLen).
+func (s *Stack) unlockAndHandoff() {
+	if s.flushing || len(s.outq) == 0 {
+		// Nothing to write, or a flusher is at work and takes this batch
+		// after its current write (it loops until outq is empty).
 		s.unlockAndFlush()
+		return
+	}
+	s.nowSet = false
+	var wakes [maxDeferredWakes]*Conn
+	var kinds [maxDeferredWakes]uint8
+	nw := s.takeWakes(&wakes, &kinds)
+	s.mu.Unlock()
+	select {
+	case s.flushKick <- struct{}{}:
+	default: // a kick is pending: the flusher will see this batch too
+	}
+	doWakes(wakes[:nw], kinds[:nw])
+}
+
+// flushLoop is the flusher goroutine of unlockAndHandoff.
+func (s *Stack) flushLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.flushKick:
+			s.mu.Lock()
+			s.unlockAndFlush()
+		case <-s.flushStop:
+			return
+		}
 	}
 }
 

@@ -105,7 +105,10 @@ func newTransferPair(t *testing.T, f tuntest.Faults, seed int64) *transferPair {
 	if p.a, err = New(Config{Link: &logLink{Link: p.la, name: "A"}, Addr: addrA, Seed: uint64(seed)*2 + 1, Trace: p.trace}); err != nil {
 		t.Fatal(err)
 	}
-	if p.b, err = New(Config{Link: &logLink{Link: p.lb, name: "B"}, Addr: addrB, Seed: uint64(seed)*2 + 2, Trace: p.trace}); err != nil {
+	// A hands its read batches' output to the flusher goroutine (the
+	// default); B writes it from the read loop (InlineFlush), so every
+	// transfer covers both.
+	if p.b, err = New(Config{Link: &logLink{Link: p.lb, name: "B"}, Addr: addrB, Seed: uint64(seed)*2 + 2, Trace: p.trace, InlineFlush: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -15,7 +15,7 @@ import (
 // two rtnetlink requests (rtnetlink(7)): RTM_NEWADDR, then one RTM_NEWLINK
 // carrying IFLA_MTU and IFF_UP. Address first, so that when the link comes up
 // the kernel installs the prefix route at once.
-func configure(name string, host netip.Prefix, mtu int) error {
+func configure(name string, host netip.Prefix, mtu, txqlen int) error {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("tun: looking up the new interface %s: %w", name, err)
@@ -31,8 +31,12 @@ func configure(name string, host netip.Prefix, mtu int) error {
 			return netlinkError(name, fmt.Sprintf("setting address %v", host), err)
 		}
 	}
-	if err := nl.request(unix.RTM_NEWLINK, 0, newLinkMsg(ifc.Index, mtu)); err != nil {
-		return netlinkError(name, fmt.Sprintf("setting MTU %d and bringing the link up", mtu), err)
+	if err := nl.request(unix.RTM_NEWLINK, 0, newLinkMsg(ifc.Index, mtu, txqlen)); err != nil {
+		what := fmt.Sprintf("setting MTU %d and bringing the link up", mtu)
+		if txqlen > 0 {
+			what = fmt.Sprintf("setting MTU %d and txqueuelen %d and bringing the link up", mtu, txqlen)
+		}
+		return netlinkError(name, what, err)
 	}
 	return nil
 }
@@ -63,8 +67,9 @@ func newAddrMsg(index int, host netip.Prefix) []byte {
 }
 
 // newLinkMsg encodes struct ifinfomsg with IFF_UP in both ifi_flags and
-// ifi_change (change only that flag), plus IFLA_MTU.
-func newLinkMsg(index, mtu int) []byte {
+// ifi_change (change only that flag), plus IFLA_MTU and, unless txqlen is
+// 0, IFLA_TXQLEN.
+func newLinkMsg(index, mtu, txqlen int) []byte {
 	b := make([]byte, unix.SizeofIfInfomsg)
 	b[0] = unix.AF_UNSPEC
 	binary.NativeEndian.PutUint32(b[4:], uint32(index))
@@ -72,7 +77,12 @@ func newLinkMsg(index, mtu int) []byte {
 	binary.NativeEndian.PutUint32(b[12:], unix.IFF_UP) // ifi_change
 	var m [4]byte
 	binary.NativeEndian.PutUint32(m[:], uint32(mtu))
-	return appendAttr(b, unix.IFLA_MTU, m[:])
+	b = appendAttr(b, unix.IFLA_MTU, m[:])
+	if txqlen > 0 {
+		binary.NativeEndian.PutUint32(m[:], uint32(txqlen))
+		b = appendAttr(b, unix.IFLA_TXQLEN, m[:])
+	}
+	return b
 }
 
 func align4(n int) int { return (n + 3) &^ 3 }

@@ -45,6 +45,15 @@ type Config struct {
 	// If the kernel refuses, the device opens without offloads and
 	// Device.Offload reports false.
 	Offload bool
+
+	// TxQueueLen is the length of the device's transmit queue (ip link
+	// ... txqueuelen): how many packets the kernel may hold for this
+	// process to read, after which it drops them. 0 keeps the kernel's
+	// default for a TUN, 500. TCP small queues let one kernel socket
+	// queue about 1 MB below it (tcp_limit_output_bytes), more than 500
+	// MTU-sized packets, so a fast kernel sender overflows the default
+	// whenever the reader falls briefly behind.
+	TxQueueLen int
 }
 
 // Device is an open TUN device. Its methods are safe for concurrent use.
@@ -149,7 +158,7 @@ func (d *Device) init(cfg Config) error {
 	if nbErr != nil {
 		return fmt.Errorf("tun: %s: %v: the device must be pollable so Close can unblock reads", d.name, nbErr)
 	}
-	return configure(d.name, cfg.HostAddr, cfg.MTU)
+	return configure(d.name, cfg.HostAddr, cfg.MTU, cfg.TxQueueLen)
 }
 
 // Name returns the interface name the kernel gave the device.
@@ -439,6 +448,10 @@ func (d *Device) closedError(op string) error {
 // normalize fills defaults and validates the configuration before anything
 // is created, so a bad value costs no device. Open and OpenMultiQueue share
 // it.
+// MaxTxQueueLen bounds Config.TxQueueLen: the kernel sizes a TUN queue's
+// pointer ring to it, and a million slots is far past any use.
+const MaxTxQueueLen = 1 << 20
+
 func (cfg *Config) normalize() error {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName
@@ -451,6 +464,9 @@ func (cfg *Config) normalize() error {
 	}
 	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
 		return fmt.Errorf("tun: MTU %d out of range: a TUN device accepts %d to %d", cfg.MTU, minMTU, maxMTU)
+	}
+	if cfg.TxQueueLen < 0 || cfg.TxQueueLen > MaxTxQueueLen {
+		return fmt.Errorf("tun: transmit queue length %d out of range: 0 (kernel default) to %d", cfg.TxQueueLen, MaxTxQueueLen)
 	}
 	if cfg.HostAddr.IsValid() {
 		// IPv4 only, like the rest of utcp for now (DESIGN.md: IPv6 later).

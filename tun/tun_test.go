@@ -92,15 +92,16 @@ func TestOpenConfiguresInterface(t *testing.T) {
 		name string
 		mtu  int
 		addr netip.Prefix
+		txq  int // Config.TxQueueLen
 	}{
-		{"utcp0", 1500, hostPrefix},
+		{"utcp0", 1500, hostPrefix, 0},
 		// 1500 is also the kernel's default TUN MTU; 1280 proves the
 		// MTU request is applied.
-		{"utcp1", 1280, hostPrefix},
-		{"utcp2", 9000, netip.Prefix{}},
+		{"utcp1", 1280, hostPrefix, 4096},
+		{"utcp2", 9000, netip.Prefix{}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := openTest(t, Config{Name: tc.name, HostAddr: tc.addr, MTU: tc.mtu})
+			d := openTest(t, Config{Name: tc.name, HostAddr: tc.addr, MTU: tc.mtu, TxQueueLen: tc.txq})
 			if d.Name() != tc.name || d.MTU() != tc.mtu || d.BatchSize() < 1 {
 				t.Fatalf("Name, MTU, BatchSize = %q, %d, %d", d.Name(), d.MTU(), d.BatchSize())
 			}
@@ -113,6 +114,13 @@ func TestOpenConfiguresInterface(t *testing.T) {
 			}
 			if ifc.Flags&net.FlagUp == 0 {
 				t.Errorf("interface is not up: %v", ifc.Flags)
+			}
+			wantTxq := tc.txq
+			if wantTxq == 0 {
+				wantTxq = 500 // the kernel's default for a TUN
+			}
+			if got := txQueueLen(t, tc.name); got != wantTxq {
+				t.Errorf("kernel txqueuelen = %d, want %d", got, wantTxq)
 			}
 			addrs, err := ifc.Addrs()
 			if err != nil {
@@ -133,6 +141,25 @@ func TestOpenConfiguresInterface(t *testing.T) {
 			}
 		})
 	}
+}
+
+// txQueueLen asks the kernel (SIOCGIFTXQLEN, in this network namespace)
+// for the interface's transmit queue length.
+func txQueueLen(t *testing.T, name string) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFTXQLEN, ifr); err != nil {
+		t.Fatalf("SIOCGIFTXQLEN %s: %v", name, err)
+	}
+	return int(ifr.Uint32())
 }
 
 func TestDefaults(t *testing.T) {
@@ -473,6 +500,11 @@ func TestOpenBadConfig(t *testing.T) {
 		cfg := Config{HostAddr: netip.MustParsePrefix(p)}
 		if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "only an IPv4 address") {
 			t.Errorf("Open(HostAddr %s) = %v, want an IPv4-only error", p, err)
+		}
+	}
+	for _, q := range []int{-1, MaxTxQueueLen + 1} {
+		if _, err := Open(Config{TxQueueLen: q}); err == nil || !strings.Contains(err.Error(), "transmit queue length") {
+			t.Errorf("Open(TxQueueLen %d) = %v, want a queue length error", q, err)
 		}
 	}
 }

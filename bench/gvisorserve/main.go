@@ -63,6 +63,7 @@ func run() error {
 	control := flag.String("control", "", "unix socket answering {\"states\":{...}} (gVisor endpoint counts by state)")
 	twTimeout := flag.Duration("tw-timeout", 60*time.Second, "TIME_WAIT duration (gVisor's default is 60 s)")
 	sack := flag.Bool("sack", true, "enable SACK (gVisor's default is off; Linux and utcp have it on)")
+	txqlen := flag.Int("txqueuelen", 0, "TUN transmit queue length (ip link txqueuelen); 0 keeps the kernel's 500")
 	offload := flag.Bool("offload", false, "open the TUN with IFF_VNET_HDR and TUNSETOFFLOAD csum|tso4 and let gVisor's TCP send 64 KiB GSO super-segments (our own link endpoint: fdbased does not do GSO on a TUN)")
 	flag.Parse()
 
@@ -98,9 +99,13 @@ func run() error {
 			return fmt.Errorf("fdbased: %v", err)
 		}
 	}
+	link := []string{"link", "set", *name, "mtu", fmt.Sprint(*mtu)}
+	if *txqlen > 0 {
+		link = append(link, "txqueuelen", fmt.Sprint(*txqlen))
+	}
 	for _, args := range [][]string{
 		{"addr", "add", hp.String(), "dev", *name},
-		{"link", "set", *name, "mtu", fmt.Sprint(*mtu), "up"},
+		append(link, "up"),
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %v: %v: %s", args, err, out)

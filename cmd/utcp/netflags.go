@@ -52,6 +52,7 @@ type netFlags struct {
 	kaProbes     int
 	offload      bool
 	queues       int
+	txqueuelen   int
 	cpuprofile   string
 	pprof        string
 }
@@ -88,6 +89,7 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.IntVar(&n.kaProbes, "keepalive-probes", 9, "unanswered keepalive probes before the connection fails (tcp_keepalive_probes)")
 	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
 	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
+	fs.IntVar(&n.txqueuelen, "txqueuelen", 4096, "TUN transmit queue length: packets the kernel holds for utcp to read before it drops (ip link txqueuelen); 0 keeps the kernel's 500, which one fast kernel sender overflows")
 	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
 }
@@ -152,6 +154,9 @@ func (n *netFlags) check() (netSetup, error) {
 	}
 	if n.delayedACK < 0 {
 		return ns, failf("--delayed-ack %v: must be zero (off) or positive", n.delayedACK)
+	}
+	if n.txqueuelen < 0 || n.txqueuelen > tun.MaxTxQueueLen {
+		return ns, failf("--txqueuelen %d: must be 0 (kernel default) to %d", n.txqueuelen, tun.MaxTxQueueLen)
 	}
 	if n.queues < 1 || n.queues > tun.MaxQueues {
 		return ns, failf("--queues %d: must be 1 to %d", n.queues, tun.MaxQueues)
@@ -286,7 +291,7 @@ type tunDevice interface {
 // one, a tun.MultiQueue (which the stack reads with one goroutine per
 // queue) for more.
 func (n *netFlags) openDevice(ns netSetup) (tunDevice, stack.Link, error) {
-	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload}
+	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload, TxQueueLen: n.txqueuelen}
 	if n.queues > 1 {
 		m, err := tun.OpenMultiQueue(cfg, n.queues)
 		if err != nil {
