@@ -184,10 +184,10 @@ type Stack struct {
 	// flushKick wakes the flusher goroutine (flushLoop) to write what the
 	// read loop queued; nil when the read loop flushes inline.
 	flushKick, flushStop chan struct{}
-	free             [][]byte
-	flushing         bool
-	bufSize          int
-	mq               *multiQueue // per-queue output of a MultiQueueLink; nil with one queue
+	free                 [][]byte
+	flushing             bool
+	bufSize              int
+	mq                   *multiQueue // per-queue output of a MultiQueueLink; nil with one queue
 
 	timer      *time.Timer
 	timerArmed bool
