@@ -28,9 +28,9 @@ type Config struct {
 	// Scripted tests use it with a timers.ManualClock.
 	Manual bool
 
-	// InlineFlush makes the read loop write the packets its batch
-	// produced itself, as the writer goroutines do, instead of handing
-	// them to the flusher goroutine and going back to reading. See
+	// InlineFlush makes every goroutine that queues packets (the read
+	// loop, an application's Write or Read, a timer) write them itself,
+	// instead of handing them to the flusher goroutine and going on. See
 	// unlockAndHandoff for why the hand-off is the default; it applies to
 	// a single-queue link only.
 	InlineFlush bool
@@ -181,8 +181,9 @@ type Stack struct {
 	// the payload of a packet whose outq entry holds only its headers.
 	outPay, paySpare [][]byte
 	split            SplitLink
-	// flushKick wakes the flusher goroutine (flushLoop) to write what the
-	// read loop queued; nil when the read loop flushes inline.
+	// flushKick wakes the flusher goroutine (flushLoop) to write what was
+	// queued; nil when every goroutine writes its own (InlineFlush, manual
+	// mode, multi-queue links).
 	flushKick, flushStop chan struct{}
 	free                 [][]byte
 	flushing             bool
@@ -291,7 +292,7 @@ func (s *Stack) Close() error {
 	if s.flushStop != nil {
 		close(s.flushStop)
 	}
-	s.unlockAndFlush()
+	s.unlockAndWrite() // the flusher is stopping: write the RSTs here
 	var err error
 	if s.link != nil {
 		err = s.link.Close()
@@ -335,25 +336,26 @@ func (s *Stack) readLoop() {
 			s.inputOwned(bufs, i, sizes[i], trusted[i])
 		}
 		s.endBatch()
-		if s.flushKick != nil {
-			s.unlockAndHandoff()
-		} else {
-			s.unlockAndFlush()
-		}
+		s.unlockAndFlush()
 	}
 }
 
-// unlockAndHandoff ends a read batch like unlockAndFlush, except that the
-// flusher goroutine, not the read loop, writes the batch's packets, so the
-// next read overlaps the write system calls.
+// unlockAndHandoff ends a section like unlockAndWrite, except that the
+// flusher goroutine writes the packets the section queued, and the caller
+// (the read loop, an application's Write or Read, a timer) goes on at once.
 //
 // On a TUN those writes are where the host's TCP does its work: writing
 // our ACK runs the kernel sender's tcp_ack and tcp_write_xmit (and, on a
 // plain TUN, the segmentation of its 64 KB skbs), and writing our data
-// runs the kernel receiver. With one goroutine for both, reading stopped
-// meanwhile; with two, they use two cores. Measured with the bench (3
-// rounds, same minute): offload upload 2797 -> 3446 MB/s and 0.29 -> 0.25
-// CPU s/GB, HTTP with 32 clients 20.0k -> 24.8k conn/s, echo p50 no worse.
+// runs the kernel receiver. When the read loop wrote its own ACKs, reading
+// stopped meanwhile; when an application's Write wrote its own data, the
+// application stopped. With the flusher, they use two cores. Measured
+// with the bench (utcp targets, 3 rounds, same minute):
+//   - read loop hand-off: offload upload 2797 -> 3446 MB/s and 0.29 ->
+//     0.25 CPU s/GB, HTTP with 32 clients 20.0k -> 24.8k conn/s;
+//   - Write hand-off on top: offload download 1970 -> 2736 MB/s and 0.51
+//     -> 0.37 CPU s/GB, plain download 375 -> 420 MB/s;
+//   - echo p50 no worse in either step.
 //
 // The kernel sender then runs alongside our reads and can fill the TUN's
 // queue faster than we read it: on a plain TUN the default of 500 packets
@@ -363,7 +365,7 @@ func (s *Stack) unlockAndHandoff() {
 	if s.flushing || len(s.outq) == 0 {
 		// Nothing to write, or a flusher is at work and takes this batch
 		// after its current write (it loops until outq is empty).
-		s.unlockAndFlush()
+		s.unlockAndWrite()
 		return
 	}
 	s.nowSet = false
@@ -385,7 +387,7 @@ func (s *Stack) flushLoop() {
 		select {
 		case <-s.flushKick:
 			s.mu.Lock()
-			s.unlockAndFlush()
+			s.unlockAndWrite()
 		case <-s.flushStop:
 			return
 		}
@@ -437,10 +439,21 @@ func (s *Stack) rearm() {
 	s.timerAt = next
 }
 
-// unlockAndFlush releases mu and writes queued packets to the link. One
-// goroutine at a time flushes, taking batches in the order they were
-// produced, so packets never overtake each other.
+// unlockAndFlush ends a section under mu: it releases mu and sees that
+// the packets the section queued are written, by the flusher goroutine if
+// there is one (unlockAndHandoff), else here (unlockAndWrite).
 func (s *Stack) unlockAndFlush() {
+	if s.flushKick != nil && !s.closed {
+		s.unlockAndHandoff()
+		return
+	}
+	s.unlockAndWrite()
+}
+
+// unlockAndWrite releases mu and writes queued packets to the link. One
+// goroutine at a time writes, taking batches in the order they were
+// produced, so packets never overtake each other.
+func (s *Stack) unlockAndWrite() {
 	s.nowSet = false // every timed section ends here (see now)
 	if s.mq != nil {
 		s.unlockAndFlushQueues()
