@@ -240,6 +240,17 @@ func testCmdServe(t *testing.T) {
 		}
 	})
 
+	t.Run("TxQueueLen", func(t *testing.T) {
+		// --txqueuelen defaults to 4096 (the kernel's TUN default is 500).
+		out, err := exec.Command("ip", "-o", "link", "show", "utcp0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link show utcp0: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "qlen 4096") {
+			t.Fatalf("utcp0 does not have txqueuelen 4096: %s", out)
+		}
+	})
+
 	t.Run("HTTP", func(t *testing.T) {
 		dir := t.TempDir()
 		page := cmdCurl(t, "http://"+cmdStackIP+"/")
