@@ -42,6 +42,28 @@ func (f *fixture) outBytes(from uint32) int {
 	return n
 }
 
+// bulkInFlight writes burst bytes from idle (never held: all of it must
+// leave at once) and has the peer acknowledge the first 64240, which
+// starts the ACK clock.
+func (f *fixture) bulkInFlight(burst int) {
+	f.t.Helper()
+	f.write(payload(burst, 'a'))
+	if n := f.outBytes(1); n != burst {
+		f.t.Fatalf("burst from idle sent %d of %d bytes", n, burst)
+	}
+	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.noOutput()
+}
+
+// writeNotHeld writes 7300 bytes and expects all of them to leave at once.
+func (f *fixture) writeNotHeld(from uint32) {
+	f.t.Helper()
+	f.write(payload(7300, 'b'))
+	if n := f.outBytes(from); n != 7300 {
+		f.t.Fatalf("write sent %d of 7300 bytes at once", n)
+	}
+}
+
 // A bulk writer on a segmenting link: once ACKs are flowing and two quanta
 // are in flight, a Write smaller than a super-segment waits for the next
 // ACK, which sends everything written meanwhile as one super-segment
@@ -49,13 +71,7 @@ func (f *fixture) outBytes(from uint32) int {
 // own super-segment. Sizes are whole segments so that Nagle holds nothing.
 func TestScriptedAutocorkHoldsForNextACK(t *testing.T) {
 	f := corkFixture(t)
-	// A burst from idle is never held, its last short piece included.
-	f.write(payload(204400, 'a'))
-	if n := f.outBytes(1); n != 204400 {
-		t.Fatalf("burst from idle sent %d of 204400 bytes", n)
-	}
-	f.in(ACK, seq(1001), ack(1+64240), win(65535))
-	f.noOutput()
+	f.bulkInFlight(204400)
 	// 140160 bytes in flight, at least two quanta, and an ACK just came.
 	f.write(payload(7300, 'b'))
 	f.noOutput()
@@ -67,34 +83,24 @@ func TestScriptedAutocorkHoldsForNextACK(t *testing.T) {
 	}
 }
 
-// The hold needs the ACK clock running: when no ACK has advanced SND.UNA
+// The hold needs the ACK clock running: when no ACK has acknowledged data
 // for half a round trip (at least 1 ms), a Write goes out at once however
 // much is in flight, so a response written in pieces after a pause never
 // waits a whole round trip for an ACK.
 func TestScriptedAutocorkNeedsRunningACKClock(t *testing.T) {
 	f := corkFixture(t)
-	f.write(payload(204400, 'a'))
-	f.outBytes(1)
-	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.bulkInFlight(204400)
 	f.advance(max(f.conn.t.rto.SRTT()/2, time.Millisecond) + time.Millisecond)
 	f.noOutput()
-	f.write(payload(7300, 'b'))
-	if n := f.outBytes(204401); n != 7300 {
-		t.Fatalf("write sent %d of 7300 bytes at once", n)
-	}
+	f.writeNotHeld(204401)
 }
 
 // Too little in flight (under two quanta): the peer may be delaying its
 // ACK, so nothing is held.
 func TestScriptedAutocorkNeedsTwoQuantaInFlight(t *testing.T) {
 	f := corkFixture(t)
-	f.write(payload(102200, 'a'))
-	f.outBytes(1)
-	f.in(ACK, seq(1001), ack(1+64240), win(65535)) // 37960 left in flight
-	f.write(payload(7300, 'b'))
-	if n := f.outBytes(102201); n != 7300 {
-		t.Fatalf("write sent %d of 7300 bytes at once", n)
-	}
+	f.bulkInFlight(102200) // 37960 left in flight
+	f.writeNotHeld(102201)
 }
 
 // TCP_NODELAY asks for every write to leave at once: never held.
@@ -103,21 +109,15 @@ func TestScriptedAutocorkNotWithNoDelay(t *testing.T) {
 	if err := f.conn.SetNoDelay(true); err != nil {
 		t.Fatal(err)
 	}
-	f.write(payload(204400, 'a'))
-	f.outBytes(1)
-	f.in(ACK, seq(1001), ack(1+64240), win(65535))
-	f.write(payload(7300, 'b'))
-	if n := f.outBytes(204401); n != 7300 {
-		t.Fatalf("write sent %d of 7300 bytes at once", n)
-	}
+	f.bulkInFlight(204400)
+	f.writeNotHeld(204401)
 }
 
-// A FIN is never held behind the cork: Close sends the held data and FIN.
+// A FIN is never held behind the cork: CloseWrite sends the held data and
+// the FIN.
 func TestScriptedAutocorkReleasedByClose(t *testing.T) {
 	f := corkFixture(t)
-	f.write(payload(204400, 'a'))
-	f.outBytes(1)
-	f.in(ACK, seq(1001), ack(1+64240), win(65535))
+	f.bulkInFlight(204400)
 	f.write(payload(7300, 'b'))
 	f.noOutput()
 	if err := f.conn.CloseWrite(); err != nil {
