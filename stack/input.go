@@ -573,7 +573,14 @@ func (t *tcb) processText(sg *seg.Segment) {
 		if t.conn != nil && n > 0 {
 			s.wakeSoon(t.conn, wakeR)
 		}
-		t.unackedSegs++
+		// Count full-sized segments, not packets: a super-segment from a
+		// TSO/GRO link (64 KB) is some 45 segments of the sender's, and
+		// RFC 9293 §3.8.6.3 asks for an ACK at least every second one.
+		// Counted as one, a lone super-segment in a read batch waited for
+		// the delayed-ACK timer, and a kernel sender's window stalled
+		// (Linux's receiver compares bytes with its rcv_mss, which has the
+		// same effect).
+		t.unackedSegs += max(1, n/max(t.mss, 1))
 		// Quick ACKs at the start (Linux's quickack mode) let the
 		// sender's window open without waiting for delayed ACKs.
 		now := len(t.ooo) > 0 || t.unackedSegs >= 2 || s.cfg.DelayedACK < 0 || t.quickAcks > 0

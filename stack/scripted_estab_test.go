@@ -36,6 +36,23 @@ func TestScriptedEstabDelayedACK(t *testing.T) {
 	}
 }
 
+// A super-segment from a TSO/GRO link (here ten full segments in one
+// packet) counts as the full-sized segments it holds, so it is ACKed at
+// once as two separate segments would be (RFC 9293 §3.8.6.3); counted as
+// one packet it waited 40 ms for the delayed-ACK timer. A short segment
+// after it still waits.
+func TestScriptedEstabSuperSegmentACKedAtOnce(t *testing.T) {
+	f := newFixture(t, noQuickAck)
+	f.established(1000)
+	f.in(ACK, seq(1001), ack(1), data(string(payload(10*1460, 'x'))))
+	f.out(ACK, seq(1), ack(1001+14600))
+	f.in(ACK|PSH, seq(1001+14600), ack(1), data("y"))
+	f.noOutput()
+	f.advance(40 * time.Millisecond)
+	f.out(ACK, seq(1), ack(1001+14601))
+	f.counter("DelayedACKs", 1)
+}
+
 // RFC 5681 §4.2 / RFC 9293 §3.10.7.4 seventh step: out-of-order data is
 // queued and draws an immediate duplicate ACK; when the hole fills, both
 // are delivered and acknowledged at once.

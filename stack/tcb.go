@@ -95,7 +95,7 @@ type tcb struct {
 	// ACK policy.
 	ackQueued     bool // on Stack.ackList
 	ackNow        bool // send an ACK at the end of this input batch
-	unackedSegs   int  // in-order data segments received since the last ACK we sent
+	unackedSegs   int  // in-order full-sized data segments (a short one counts 1) received since the last ACK we sent
 	quickAcks     int  // ACK immediately for this many more segments (Linux's quickack at start)
 	lastChallenge timers.Instant
 
