@@ -137,12 +137,7 @@ func TestMultiQueueWriteSteers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := readQueues(t, m)
-	ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dst := netip.MustParseAddrPort(ln.LocalAddr().String())
+	ln, dst := hostUDP(t)
 	const flows = 16
 	for i := range flows {
 		src := netip.AddrPortFrom(stackAddr, uint16(5000+i))

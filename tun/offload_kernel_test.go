@@ -135,12 +135,7 @@ func TestOffloadFallback(t *testing.T) {
 		return false
 	})
 
-	ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dst := netip.MustParseAddrPort(ln.LocalAddr().String())
+	ln, dst := hostUDP(t)
 	if _, err := d.WritePackets([][]byte{buildUDP4(netip.AddrPortFrom(stackAddr, 4242), dst, []byte("back"))}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package tun
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -22,12 +21,7 @@ func TestWritePacketsSplit(t *testing.T) {
 	for _, offload := range []bool{false, true} {
 		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
 			d := openTest(t, Config{HostAddr: hostPrefix, Offload: offload})
-			ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			dst := netip.MustParseAddrPort(ln.LocalAddr().String())
+			ln, dst := hostUDP(t)
 			src := netip.AddrPortFrom(stackAddr, 4242)
 			var bufs, pays [][]byte
 			var want []string

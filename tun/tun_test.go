@@ -143,6 +143,19 @@ func TestOpenConfiguresInterface(t *testing.T) {
 	}
 }
 
+// hostUDP opens a UDP socket on the host side of the TUN, closed when the
+// test ends, and returns it with its address: the destination of the
+// packets a test writes into the TUN.
+func hostUDP(t *testing.T) (*net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, netip.MustParseAddrPort(ln.LocalAddr().String())
+}
+
 // txQueueLen asks the kernel (SIOCGIFTXQLEN, in this network namespace)
 // for the interface's transmit queue length.
 func txQueueLen(t *testing.T, name string) int {
@@ -211,12 +224,7 @@ func TestWrittenPacketReachesKernelSocket(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix})
-	ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dst := netip.MustParseAddrPort(ln.LocalAddr().String())
+	ln, dst := hostUDP(t)
 	src := netip.AddrPortFrom(stackAddr, 4242)
 
 	pkt := buildUDP4(src, dst, []byte("from the stack"))
@@ -514,12 +522,7 @@ func TestConcurrentWriters(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix})
-	ln, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hostAddr, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dst := netip.MustParseAddrPort(ln.LocalAddr().String())
+	ln, dst := hostUDP(t)
 	const writers, each, batch = 4, 60, 6
 	errc := make(chan error, writers)
 	for w := range writers {
