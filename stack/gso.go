@@ -26,9 +26,13 @@ type GSOLink interface {
 	GSOMaxSize() int
 }
 
-// gsoMax returns the link's super-packet limit, 0 without one.
-func (s *Stack) gsoMax() int {
-	if g, ok := s.link.(GSOLink); ok {
+// gsoMax returns the link's super-packet limit, 0 without one. It is read
+// once, in New (linkGSOMax): sendQuantum asks for it for every segment.
+func (s *Stack) gsoMax() int { return s.gsoSize }
+
+// linkGSOMax is the super-packet limit a link offers, 0 without one.
+func linkGSOMax(l Link) int {
+	if g, ok := l.(GSOLink); ok {
 		return min(g.GSOMaxSize(), 65535)
 	}
 	return 0

@@ -181,6 +181,7 @@ type Stack struct {
 	// the payload of a packet whose outq entry holds only its headers.
 	outPay, paySpare [][]byte
 	split            SplitLink
+	gsoSize          int // the link's super-packet limit, 0 without one (gsoMax)
 	// flushKick wakes the flusher goroutine (flushLoop) to write what was
 	// queued; nil when every goroutine writes its own (InlineFlush, manual
 	// mode, multi-queue links).
@@ -223,6 +224,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.Link != nil {
 		s.mtu = cfg.Link.MTU()
+		s.gsoSize = linkGSOMax(cfg.Link)
 	}
 	if s.mtu < 68 {
 		return nil, fmt.Errorf("utcp: link MTU %d is below the IPv4 minimum of 68", s.mtu)
