@@ -638,12 +638,12 @@ func (t *tcb) finArrives(sg *seg.Segment) {
 	}
 }
 
-// queueOOO keeps an out-of-order segment, bounded in count; the window
-// bounds its bytes.
 // oooMergeMax bounds one merged out-of-order entry; a longer run goes on
 // in a new entry.
 const oooMergeMax = 256 << 10
 
+// queueOOO keeps an out-of-order segment, bounded in count; the window
+// bounds its bytes.
 func (t *tcb) queueOOO(seq seg.Seq, data []byte, fin bool) {
 	s := t.s
 	if len(data) == 0 && !fin {

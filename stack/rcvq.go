@@ -174,9 +174,7 @@ func (q *rcvQueue) giveBack(c rchunk) {
 
 // popHead frees the first chunk, which has been read to its end.
 func (q *rcvQueue) popHead() {
-	c := q.chunks[q.head]
-	q.chunks[q.head] = rchunk{}
-	q.head++
+	_, c := q.takeHead()
 	q.giveBack(c)
 }
 
