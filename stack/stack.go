@@ -360,9 +360,10 @@ func (s *Stack) readLoop() {
 //   - echo p50 no worse in either step.
 //
 // The kernel sender then runs alongside our reads and can fill the TUN's
-// queue faster than we read it: on a plain TUN the default of 500 packets
-// is below what TCP small queues let one socket queue, so utcp serve
-// lengthens it (tun.Config.TxQueueLen).
+// queue faster than we read it. Only its window bounds what it queues
+// there (TCP small queues do not count packets waiting in a TUN), and on
+// a plain TUN that is more than the default 500 packets, so utcp serve
+// lengthens the queue (tun.Config.TxQueueLen).
 func (s *Stack) unlockAndHandoff() {
 	if s.flushing || len(s.outq) == 0 {
 		// Nothing to write, or a flusher is at work and takes this batch
