@@ -360,8 +360,14 @@ func (t *tcb) transmit(cork bool) {
 				// would also hold the runt that ends a bulk write behind
 				// full-sized data, and with the peer delaying its ACK of
 				// an odd last segment both sides would wait 40 ms.
-				// Resending (after a timeout) is never held.
-				if allFits && t.sndNxt.GreaterEq(t.sndMax) && t.sndSmall.GreaterThan(t.sndUna) && !t.nodelay && !t.finQueued {
+				// Resending (after a timeout) is never held. "Earlier
+				// small segment unacknowledged" is SND.UNA < sndSmall <=
+				// SND.NXT (tcp_minshall_check): sndSmall alone would be
+				// stale, or zero if no runt was ever sent, and in modular
+				// sequence space zero is "after" SND.UNA for half of all
+				// ISSs, which held the runt ending a bulk transfer with
+				// nothing in flight until the 200 ms persist timer.
+				if allFits && t.sndNxt.GreaterEq(t.sndMax) && t.sndSmall.GreaterThan(t.sndUna) && t.sndSmall.LessEq(t.sndNxt) && !t.nodelay && !t.finQueued {
 					break
 				}
 			}
