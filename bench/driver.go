@@ -59,7 +59,8 @@ type driver struct {
 	res     results
 	notes   []string
 	log     io.Writer
-	profile bool // utcp serve has --cpuprofile
+	profile bool   // utcp serve has --cpuprofile
+	cc      string // the kernel's congestion control in the bench's namespaces
 }
 
 func (d *driver) logf(format string, args ...any) {
@@ -85,7 +86,11 @@ func driverMain(args []string) error {
 		lim.Cur = lim.Max
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
-	d := &driver{o: o, res: results{}, log: os.Stderr}
+	cc, err := setKernelCC(o.cc)
+	if err != nil {
+		return err
+	}
+	d := &driver{o: o, res: results{}, log: os.Stderr, cc: cc}
 	if o.cpuprofile != "" && (o.only["utcp"] || o.only["utcp+off"]) {
 		out, _ := exec.Command(filepath.Join(os.Getenv(envTmp), "utcp"), "serve", "-h").CombinedOutput()
 		d.profile = strings.Contains(string(out), "cpuprofile")
@@ -154,7 +159,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
 		return
 	}
-	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen}
+	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 	if baseTarget(t) == "utcp" && d.profile {
 		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
 		if t == "utcp+off" {
@@ -224,7 +229,7 @@ func (d *driver) stopServer(s *server) {
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each
 // on a fresh server process.
 func (d *driver) memRound(ctx context.Context, r int, t string) {
-	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen}
+	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 	if d.o.idle > 0 {
 		s, err := startServer(ctx, t, so)
 		if err != nil {
@@ -323,10 +328,11 @@ func (d *driver) writeJSON(w io.Writer, took time.Duration) error {
 		Idle      int                `json:"idle_connections"`
 		TW        int                `json:"time_wait_target"`
 		Took      time.Duration      `json:"took_ns"`
+		CC        string             `json:"kernel_congestion_control"`
 		Figures   []fig              `json:"figures"`
 		Ceiling   map[string]float64 `json:"pct_utcp_of_tun_ceiling,omitempty"`
 		Notes     []string           `json:"notes,omitempty"`
-	}{d.o.rounds, d.o.memRounds, d.o.duration.String(), d.o.idle, d.o.tw, took, nil, nil, d.notes}
+	}{d.o.rounds, d.o.memRounds, d.o.duration.String(), d.o.idle, d.o.tw, took, d.cc, nil, nil, d.notes}
 	for _, f := range figures {
 		byT := d.res[f.Key]
 		if len(byT) == 0 {
@@ -441,8 +447,8 @@ func fmtRatio(r *float64, pct bool) string {
 }
 
 func (d *driver) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes; every TUN at txqueuelen %d\n\n",
-		d.o.rounds, d.o.duration, d.o.memRounds, d.o.txqlen)
+	fmt.Fprintf(w, "\nmedian [min–max] over %d round(s) of %v (memory figures: %d round(s)); MB = 10^6 bytes; every TUN at txqueuelen %d; kernel TCP congestion control %s\n\n",
+		d.o.rounds, d.o.duration, d.o.memRounds, d.o.txqlen, d.cc)
 	fmt.Fprintln(w, "| figure | unit | utcp | utcp+off | gVisor | gVisor+off | kernel (veth) | utcp/gVisor | utcp+off/gVisor+off | utcp+off % of kernel |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, f := range figures {

@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"utcp/seg"
 )
@@ -155,5 +157,42 @@ func TestTableRatios(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// fdConn is the part of syscall.RawConn that ccControl uses, over a bare
+// descriptor.
+type fdConn struct{ fd int }
+
+func (c fdConn) Control(f func(fd uintptr)) error  { f(uintptr(c.fd)); return nil }
+func (c fdConn) Read(func(fd uintptr) bool) error  { return nil }
+func (c fdConn) Write(func(fd uintptr) bool) error { return nil }
+
+func TestKernelCCAppliedPerSocket(t *testing.T) {
+	defer func() { kernelCC = "" }()
+	if _, err := setKernelCC("no-such-cc"); err == nil || !strings.Contains(err.Error(), "--cc no-such-cc") || !strings.Contains(err.Error(), "available:") {
+		t.Fatalf("setKernelCC(no-such-cc) = %v, want an error naming it and the available ones", err)
+	}
+	// reno is built into every kernel and always allowed.
+	got, err := setKernelCC("reno")
+	if err != nil || got != "reno" {
+		t.Fatalf("setKernelCC(reno) = %q, %v", got, err)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := ccControl("tcp4", "198.18.0.2:9", fdConn{fd}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, tcpCongestion,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&[]uint32{16}[0])), 0)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if name := strings.TrimRight(string(buf), "\x00"); name != "reno" {
+		t.Fatalf("socket's congestion control %q after ccControl, want reno", name)
 	}
 }

@@ -23,7 +23,7 @@ func dialStack(port uint16, src netip.Addr, timeout time.Duration) (*net.TCPConn
 
 // dialFrom dials from src:sport (0: the kernel picks).
 func dialFrom(port uint16, src netip.Addr, sport uint16, timeout time.Duration) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: timeout, Control: ccControl}
 	if src.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Port: int(sport)}
 	}

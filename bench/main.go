@@ -19,6 +19,7 @@ import (
 const (
 	envRole = "UTCP_BENCH_ROLE" // "driver" or "kernelserve"
 	envTmp  = "UTCP_BENCH_TMP"  // the parent's temporary directory (binaries, sockets)
+	envCC   = "UTCP_BENCH_CC"   // --cc, for the kernel reference server's namespace
 )
 
 const usage = `usage: go run ./bench [flags]
@@ -56,10 +57,11 @@ type options struct {
 	tw         int
 	twBudget   time.Duration
 	verbose    bool
-	queues     int // utcp serve --queues
-	procs      int // GOMAXPROCS of the utcp server; 0 leaves it to Go
-	gvProcs    int // GOMAXPROCS of the gVisor server; 0 leaves it to Go
-	txqlen     int // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
+	queues     int    // utcp serve --queues
+	procs      int    // GOMAXPROCS of the utcp server; 0 leaves it to Go
+	gvProcs    int    // GOMAXPROCS of the gVisor server; 0 leaves it to Go
+	txqlen     int    // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
+	cc         string // kernel TCP congestion control in the bench's namespaces; "" inherits
 }
 
 var allTargets = []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"}
@@ -89,6 +91,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.procs, "utcp-procs", 0, "GOMAXPROCS for the utcp server (cores it may use at once); 0 leaves Go's default")
 	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")
 	fs.IntVar(&o.txqlen, "txqueuelen", 4096, "transmit queue length of every TUN (utcp, gVisor and the raw ceiling alike): utcp serve's default; 0 for the kernel's 500")
+	fs.StringVar(&o.cc, "cc", "cubic", "congestion control of the kernel's TCP sockets (the load clients and the kernel reference), set on each socket (TCP_CONGESTION): Linux's default cubic; \"\" keeps the namespace default, which a new namespace inherits from the host")
 	fs.BoolVar(&o.verbose, "v", false, "log server output and per-step details to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
