@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"utcp/bench/internal/svc"
+	"utcp/cmd/utcp/svc"
 )
 
 // Addresses: the benchmark uses 198.18.0.0/24 only.

@@ -111,7 +111,7 @@ func testKernelCurlBytes(t *testing.T) {
 	}
 	startServe(t)
 	const n = 104857600
-	// The content GET /bytes/N promises (cmd/utcp/services.go): 64 KiB
+	// The content GET /bytes/N promises (cmd/utcp/svc): 64 KiB
 	// chunks of 'a'+i%26, the pattern restarting at each chunk.
 	chunk := make([]byte, 64<<10)
 	for i := range chunk {

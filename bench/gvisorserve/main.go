@@ -42,7 +42,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"utcp/bench/internal/svc"
+	"utcp/cmd/utcp/svc"
 )
 
 const nic tcpip.NICID = 1

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
+	"utcp/cmd/utcp/svc"
 	"utcp/stack"
 )
 
@@ -58,16 +58,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ports := []struct {
-		name string
-		port int
-		run  func(*services, *stack.Listener)
+		name  string
+		port  int
+		serve bool // stall only listens
 	}{
-		{"echo", f.echo, (*services).echo},
-		{"discard", f.discard, (*services).discard},
-		{"chargen", f.chargen, (*services).chargen},
-		{"http", f.http, (*services).http},
-		{"hold", f.hold, (*services).hold},
-		{"stall", f.stall, nil},
+		{"echo", f.echo, true},
+		{"discard", f.discard, true},
+		{"chargen", f.chargen, true},
+		{"http", f.http, true},
+		{"hold", f.hold, true},
+		{"stall", f.stall, false},
 	}
 	seen := map[int]string{}
 	for _, p := range ports {
@@ -95,7 +95,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	svc := &services{st: env.stack}
+	var srv svc.Server
+	var stalled []*stack.Listener
 	cs, err := listenControl(control, env.stack, serverInfo{
 		PID: os.Getpid(), Start: time.Now().UnixNano(), Tun: env.dev.Name(), Addr: ns.addr.String(),
 	})
@@ -113,13 +114,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			env.close()
 			return failf("--%s %d: %v", p.name, p.port, err)
 		}
-		svc.listeners = append(svc.listeners, ln)
-		if p.run != nil {
-			svc.wg.Add(1)
-			go func() {
-				defer svc.wg.Done()
-				p.run(svc, ln)
-			}()
+		if !p.serve {
+			stalled = append(stalled, ln)
+			continue
+		}
+		if err := srv.Serve(p.name, ln); err != nil {
+			ln.Close()
+			srv.Close()
+			cs.close()
+			env.close()
+			return failf("--%s %d: %v", p.name, p.port, err)
 		}
 	}
 	fmt.Fprintf(stderr, "utcp: serving as %v on %s (host side %v, mtu %d); control socket %s\n",
@@ -140,46 +144,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	})
 	defer watchdog.Stop()
 	cs.close()
-	svc.close()
-	env.close()
-	svc.wait(500 * time.Millisecond)
-	fmt.Fprintf(stderr, "utcp: stopped (shutdown took %v)\n", time.Since(began).Round(time.Millisecond))
-	return nil
-}
-
-// services holds the listeners and the accepted connections, so shutdown
-// can close them and hold can keep its connections referenced.
-type services struct {
-	st        *stack.Stack
-	listeners []*stack.Listener
-	wg        sync.WaitGroup
-
-	mu   sync.Mutex
-	held []*stack.Conn
-	srv  interface{ Close() error }
-}
-
-func (s *services) close() {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv != nil {
-		srv.Close()
-	}
-	for _, ln := range s.listeners {
+	srv.Close()
+	for _, ln := range stalled {
 		ln.Close()
 	}
-}
-
-// wait waits up to d for the service goroutines to finish.
-func (s *services) wait(d time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
+	env.close()
+	srv.Wait(500 * time.Millisecond)
+	fmt.Fprintf(stderr, "utcp: stopped (shutdown took %v)\n", time.Since(began).Round(time.Millisecond))
+	return nil
 }

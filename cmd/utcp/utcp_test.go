@@ -14,28 +14,6 @@ import (
 	"utcp/tun/tuntest"
 )
 
-func TestChargenLines(t *testing.T) {
-	// RFC 864's example, first two lines.
-	want0 := "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefgh\r\n"
-	want1 := "\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghi\r\n"
-	if got := string(chargenLine(0)); got != want0 {
-		t.Fatalf("line 0 = %q, want %q", got, want0)
-	}
-	if got := string(chargenLine(1)); got != want1 {
-		t.Fatalf("line 1 = %q, want %q", got, want1)
-	}
-	// The pattern has a period of 95 lines and wraps from '~' to ' '.
-	if !bytes.Equal(chargenLine(95), chargenLine(0)) {
-		t.Fatal("line 95 differs from line 0")
-	}
-	if l := chargenLine(93); l[0] != '~' || l[1] != ' ' {
-		t.Fatalf("line 93 = %q: want it to start \"~ \"", l)
-	}
-	if len(chargenPattern) != 95*74 {
-		t.Fatalf("pattern is %d bytes, want 95 lines of 74", len(chargenPattern))
-	}
-}
-
 func TestParseStateFilter(t *testing.T) {
 	for name, want := range map[string]stateSet{
 		"established": setOf(stack.Established),
