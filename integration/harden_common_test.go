@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"utcp/seg"
+	"utcp/seg/segtest"
 	"utcp/stack"
 	"utcp/tun"
 	"utcp/tun/netns"
@@ -202,95 +203,9 @@ func (in *hdInjector) trySend(pkt []byte) error {
 	return unix.Sendto(in.fd, pkt, 0, &in.sa)
 }
 
-// hdRaw is one hand-built IPv4 packet; unlike seg.Segment.AppendTo it can
-// get every field wrong on purpose.
-type hdRaw struct {
-	src, dst     netip.Addr
-	proto        uint8 // 0: TCP
-	ipOpts       []byte
-	ihl          int // words; 0: computed
-	totalLen     int // 0: computed; -1: computed less one
-	fragOff      int // bytes
-	mf           bool
-	id           uint16
-	badIPCsum    bool
-	sport, dport uint16
-	seq, ack     uint32
-	flags        seg.Flags
-	window       uint16
-	urgent       uint16
-	tcpOpts      []byte
-	dataOff      int // words; 0: computed
-	payload      []byte
-	badTCPCsum   bool
-	l4           []byte // the IP payload verbatim, when set
-}
-
-func (r hdRaw) bytes() []byte {
-	proto := r.proto
-	if proto == 0 {
-		proto = seg.ProtoTCP
-	}
-	l4 := r.l4
-	if l4 == nil && proto == seg.ProtoTCP {
-		off := 20 + len(r.tcpOpts)
-		l4 = make([]byte, off, off+len(r.payload))
-		binary.BigEndian.PutUint16(l4[0:], r.sport)
-		binary.BigEndian.PutUint16(l4[2:], r.dport)
-		binary.BigEndian.PutUint32(l4[4:], r.seq)
-		binary.BigEndian.PutUint32(l4[8:], r.ack)
-		do := off / 4
-		if r.dataOff != 0 {
-			do = r.dataOff
-		}
-		l4[12] = byte(do << 4)
-		l4[13] = byte(r.flags)
-		binary.BigEndian.PutUint16(l4[14:], r.window)
-		binary.BigEndian.PutUint16(l4[18:], r.urgent)
-		copy(l4[20:], r.tcpOpts)
-		l4 = append(l4, r.payload...)
-		cs := ^seg.Checksum(l4, seg.PseudoHeaderSum(r.src, r.dst, seg.ProtoTCP, len(l4)))
-		if r.badTCPCsum {
-			cs ^= 0x5a5a
-		}
-		binary.BigEndian.PutUint16(l4[16:], cs)
-	}
-	hl := 20 + len(r.ipOpts)
-	p := make([]byte, hl, hl+len(l4))
-	ihl := hl / 4
-	if r.ihl != 0 {
-		ihl = r.ihl
-	}
-	p[0] = 0x40 | byte(ihl&0x0f)
-	tl := hl + len(l4)
-	switch {
-	case r.totalLen > 0:
-		tl = r.totalLen
-	case r.totalLen < 0:
-		tl--
-	}
-	binary.BigEndian.PutUint16(p[2:], uint16(tl))
-	binary.BigEndian.PutUint16(p[4:], r.id)
-	fo := uint16(r.fragOff / 8)
-	if r.mf {
-		fo |= 0x2000
-	}
-	binary.BigEndian.PutUint16(p[6:], fo)
-	p[8] = 64
-	p[9] = proto
-	s4, d4 := r.src.As4(), r.dst.As4()
-	copy(p[12:], s4[:])
-	copy(p[16:], d4[:])
-	copy(p[20:], r.ipOpts)
-	if n := min(ihl*4, len(p)); n >= 20 {
-		cs := ^seg.Checksum(p[:n], 0)
-		if r.badIPCsum {
-			cs ^= 0x5a5a
-		}
-		binary.BigEndian.PutUint16(p[10:], cs)
-	}
-	return append(p, l4...)
-}
+// hdRaw is a hand-built IPv4 packet (segtest.Raw): every field may be
+// wrong on purpose.
+type hdRaw = segtest.Raw
 
 // hdEchoRequest is an ICMP echo request from the host to the stack.
 func hdEchoRequest(id, seqNum uint16) []byte {
@@ -300,7 +215,7 @@ func hdEchoRequest(id, seqNum uint16) []byte {
 	binary.BigEndian.PutUint16(m[6:], seqNum)
 	m = append(m, "hdmarker"...)
 	binary.BigEndian.PutUint16(m[2:], ^seg.Checksum(m, 0))
-	return hdRaw{src: hdHostIP, dst: hdStackIP, proto: seg.ProtoICMP, l4: m, id: id}.bytes()
+	return hdRaw{Src: hdHostIP, Dst: hdStackIP, Proto: seg.ProtoICMP, L4: m, ID: id}.Bytes()
 }
 
 // hdEcho is an echo service on a stack listener that remembers each

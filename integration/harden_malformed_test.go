@@ -47,8 +47,8 @@ func hdLiveOf(c *stack.Conn) hdLive {
 
 // ack is a valid pure ACK for the connection; cases change it.
 func (l hdLive) ack() hdRaw {
-	return hdRaw{src: l.peer.Addr(), dst: l.self.Addr(), sport: l.peer.Port(), dport: l.self.Port(),
-		seq: l.rcvNxt, ack: l.sndUna, flags: seg.ACK, window: l.window}
+	return hdRaw{Src: l.peer.Addr(), Dst: l.self.Addr(), Sport: l.peer.Port(), Dport: l.self.Port(),
+		Seq: l.rcvNxt, Ack: l.sndUna, Flags: seg.ACK, Window: l.window}
 }
 
 // old carries one byte utcp has already received: a well-formed one is a
@@ -58,13 +58,13 @@ func (l hdLive) ack() hdRaw {
 // peer never sent.
 func (l hdLive) old() hdRaw {
 	r := l.ack()
-	r.seq--
-	r.payload = []byte{'!'}
+	r.Seq--
+	r.Payload = []byte{'!'}
 	return r
 }
 
 func hdOne(f func(l hdLive) hdRaw) func(l hdLive) [][]byte {
-	return func(l hdLive) [][]byte { return [][]byte{f(l).bytes()} }
+	return func(l hdLive) [][]byte { return [][]byte{f(l).Bytes()} }
 }
 
 func hdMSS(v uint16) []byte { return []byte{2, 4, byte(v >> 8), byte(v)} }
@@ -106,115 +106,115 @@ func hdCases() []hdCase {
 	return []hdCase{
 		// TCP options: option-length counts kind and length and must stay
 		// inside the data offset (RFC 9293 §3.1).
-		{"opt len 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = []byte{8, 0, 0, 0}; return r })},
-		{"opt len 1", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = []byte{8, 1, 0, 0}; return r })},
-		{"opt past header", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = []byte{1, 1, 8, 10}; return r })},
+		{"opt len 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = []byte{8, 0, 0, 0}; return r })},
+		{"opt len 1", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = []byte{8, 1, 0, 0}; return r })},
+		{"opt past header", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = []byte{1, 1, 8, 10}; return r })},
 		// Data offset: at least 5 words and inside the segment.
-		{"data offset 4", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.dataOff = 4; return r })},
-		{"data offset 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.dataOff = 16; return r })}, // 16<<4 wraps to 0
-		{"data offset past packet", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.dataOff = 15; return r })},
+		{"data offset 4", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.DataOff = 4; return r })},
+		{"data offset 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.DataOff = 16; return r })}, // 16<<4 wraps to 0
+		{"data offset past packet", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.DataOff = 15; return r })},
 		// IPv4 header (RFC 791 §3.1; RFC 1122 §3.2.1 says discard silently).
-		{"ip total length > packet", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.totalLen = 1400; return r })},
-		{"ip total length < header", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.totalLen = 12; return r })},
-		{"ip total length cuts TCP", "RFC 791 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.totalLen = -1; return r })},
-		{"ip total length cuts data", "RFC 9293 §3.1", []string{"InErrs", "InCsumErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.totalLen = -1; return r })},
-		{"ihl 4", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.ihl = 4; return r })},
-		{"ihl 0", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.ihl = 16; return r })}, // 16&0xf
+		{"ip total length > packet", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TotalLen = 1400; return r })},
+		{"ip total length < header", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TotalLen = 12; return r })},
+		{"ip total length cuts TCP", "RFC 791 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.TotalLen = -1; return r })},
+		{"ip total length cuts data", "RFC 9293 §3.1", []string{"InErrs", "InCsumErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TotalLen = -1; return r })},
+		{"ihl 4", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.IHL = 4; return r })},
+		{"ihl 0", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.IHL = 16; return r })}, // 16&0xf
 		{"ihl past packet", "RFC 791 §3.1", []string{"InHdrErrors"}, false, func(l hdLive) [][]byte {
-			p := l.ack().bytes()[:20]
+			p := l.ack().Bytes()[:20]
 			p[0] = 0x4f
 			binary.BigEndian.PutUint16(p[2:], 20)
 			return [][]byte{p}
 		}},
-		{"version 5", "RFC 791 §3.1", []string{"InHdrErrors"}, false, func(l hdLive) [][]byte { p := l.old().bytes(); p[0] = 0x55; return [][]byte{p} }},
-		{"bad ip checksum", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.badIPCsum = true; return r })},
-		{"bad tcp checksum", "RFC 9293 §3.1", []string{"InErrs", "InCsumErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.badTCPCsum = true; return r })},
+		{"version 5", "RFC 791 §3.1", []string{"InHdrErrors"}, false, func(l hdLive) [][]byte { p := l.old().Bytes(); p[0] = 0x55; return [][]byte{p} }},
+		{"bad ip checksum", "RFC 791 §3.1", []string{"InHdrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.BadIPCsum = true; return r })},
+		{"bad tcp checksum", "RFC 9293 §3.1", []string{"InErrs", "InCsumErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.BadTCPCsum = true; return r })},
 		// IP options with bad lengths are not ours to interpret (a host
 		// need not act on them, RFC 1122 §3.2.1.8): the segment goes on.
-		{"ip option length 0xff", "RFC 791 §3.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.ipOpts = []byte{0x83, 0xff, 0, 0}; return r })},
-		{"ip option length 0", "RFC 791 §3.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.ipOpts = []byte{0x44, 0, 1, 1}; return r })},
+		{"ip option length 0xff", "RFC 791 §3.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.IPOpts = []byte{0x83, 0xff, 0, 0}; return r })},
+		{"ip option length 0", "RFC 791 §3.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.IPOpts = []byte{0x44, 0, 1, 1}; return r })},
 		// MSS outside a SYN is ignored (RFC 9293 §3.7.1), whatever its
 		// value; the wrong length is a malformed option.
-		{"mss 0", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdMSS(0); return r })},
-		{"mss 1", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdMSS(1); return r })},
-		{"mss 8", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdMSS(8); return r })},
-		{"mss 40", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdMSS(40); return r })},
-		{"mss 65535", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdMSS(65535); return r })},
-		{"mss wrong length", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = []byte{2, 3, 5, 1}; return r })},
+		{"mss 0", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdMSS(0); return r })},
+		{"mss 1", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdMSS(1); return r })},
+		{"mss 8", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdMSS(8); return r })},
+		{"mss 40", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdMSS(40); return r })},
+		{"mss 65535", "RFC 9293 §3.7.1", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdMSS(65535); return r })},
+		{"mss wrong length", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = []byte{2, 3, 5, 1}; return r })},
 		// Urgent pointer: data is inline, the pointer is advisory (RFC
 		// 6093 §4).
-		{"urgent past segment", "RFC 6093 §4", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.flags |= seg.URG; r.urgent = 65535; return r })},
-		{"urgent 0 with URG", "RFC 6093 §4", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.flags |= seg.URG; return r })},
+		{"urgent past segment", "RFC 6093 §4", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Flags |= seg.URG; r.Urgent = 65535; return r })},
+		{"urgent 0 with URG", "RFC 6093 §4", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Flags |= seg.URG; return r })},
 		// Window scale outside a SYN is ignored (RFC 7323 §2.2).
-		{"wscale 15", "RFC 7323 §2.2", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdWS(15); return r })},
-		{"wscale 255", "RFC 7323 §2.2", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = hdWS(255); return r })},
+		{"wscale 15", "RFC 7323 §2.2", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdWS(15); return r })},
+		{"wscale 255", "RFC 7323 §2.2", []string{"DelayedACKLost"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = hdWS(255); return r })},
 		// SACK (RFC 2018 §3: 8n+2 bytes; RFC 2883 §4: a first block below
 		// the cumulative ACK is a D-SACK; others outside what was sent
 		// are not believed).
 		{"sack wrong length", "RFC 2018 §3", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.tcpOpts = []byte{1, 1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0}
+			r.TCPOpts = []byte{1, 1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0}
 			return r
 		})},
-		{"sack reversed", "RFC 2018 §3", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.tcpOpts = hdSACK(l.sndUna+100, l.sndUna+50); return r })},
+		{"sack reversed", "RFC 2018 §3", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.TCPOpts = hdSACK(l.sndUna+100, l.sndUna+50); return r })},
 		{"sack wrapped", "RFC 2018 §3", nil, false, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.tcpOpts = hdSACK(l.sndUna+0x7fffffff, l.sndUna+0x80000010)
+			r.TCPOpts = hdSACK(l.sndUna+0x7fffffff, l.sndUna+0x80000010)
 			return r
 		})},
 		{"sack outside window", "RFC 2018 §3", nil, false, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.tcpOpts = hdSACK(l.sndMax+1000, l.sndMax+2000, l.sndUna-5000, l.sndUna-4000)
+			r.TCPOpts = hdSACK(l.sndMax+1000, l.sndMax+2000, l.sndUna-5000, l.sndUna-4000)
 			return r
 		})},
-		{"sack below una", "RFC 2883 §4", []string{"TCPDSACKRecv"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.tcpOpts = hdSACK(l.sndUna-100, l.sndUna); return r })},
+		{"sack below una", "RFC 2883 §4", []string{"TCPDSACKRecv"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.TCPOpts = hdSACK(l.sndUna-100, l.sndUna); return r })},
 		// Timestamps are 10 bytes long (RFC 7323 §3).
-		{"ts wrong length", "RFC 7323 §3", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.tcpOpts = []byte{8, 8, 0, 0, 0, 0, 0, 0}; return r })},
+		{"ts wrong length", "RFC 7323 §3", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.TCPOpts = []byte{8, 8, 0, 0, 0, 0, 0, 0}; return r })},
 		// Flags (RFC 9293 §3.10.7.4; RFC 5961 §3.2 RST, §4.2 SYN).
-		{"SYN|FIN", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.flags = seg.SYN | seg.FIN; return r })},
-		{"SYN in window", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq += 10; r.flags = seg.SYN; return r })},
-		{"SYN out of window", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq += 1 << 31; r.flags = seg.SYN; return r })},
-		{"SYN|RST", "RFC 5961 §3.2", []string{"TCPChallengeACK"}, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq++; r.flags = seg.SYN | seg.RST; return r })},
-		{"all flags", "RFC 5961 §3.2", []string{"TCPChallengeACK"}, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq += 7; r.flags = 0xff; return r })},
+		{"SYN|FIN", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Flags = seg.SYN | seg.FIN; return r })},
+		{"SYN in window", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq += 10; r.Flags = seg.SYN; return r })},
+		{"SYN out of window", "RFC 5961 §4.2", []string{"TCPSYNChallenge", "TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq += 1 << 31; r.Flags = seg.SYN; return r })},
+		{"SYN|RST", "RFC 5961 §3.2", []string{"TCPChallengeACK"}, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq++; r.Flags = seg.SYN | seg.RST; return r })},
+		{"all flags", "RFC 5961 §3.2", []string{"TCPChallengeACK"}, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq += 7; r.Flags = 0xff; return r })},
 		{"RST with data", "RFC 5961 §3.2", []string{"TCPChallengeACK"}, true, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.seq += 3
-			r.flags = seg.RST | seg.ACK
-			r.payload = []byte("bye")
+			r.Seq += 3
+			r.Flags = seg.RST | seg.ACK
+			r.Payload = []byte("bye")
 			return r
 		})},
-		{"RST out of window", "RFC 5961 §3.2", nil, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq -= 1 << 30; r.flags = seg.RST; return r })},
-		{"no flags", "RFC 9293 §3.10.7.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.flags = 0; r.payload = []byte("nope"); return r })},
+		{"RST out of window", "RFC 5961 §3.2", nil, true, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq -= 1 << 30; r.Flags = seg.RST; return r })},
+		{"no flags", "RFC 9293 §3.10.7.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Flags = 0; r.Payload = []byte("nope"); return r })},
 		// Sequence and acknowledgment numbers around the 2^32 wrap (RFC
 		// 9293 §3.4: comparisons are modulo 2^32; RFC 5961 §5.2).
-		{"seq half a space back", "RFC 9293 §3.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq = l.rcvNxt - 1<<31; r.payload = []byte("x"); return r })},
-		{"seq half a space ahead", "RFC 9293 §3.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.seq = l.rcvNxt + 1<<31 - 1; r.payload = []byte("x"); return r })},
+		{"seq half a space back", "RFC 9293 §3.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq = l.rcvNxt - 1<<31; r.Payload = []byte("x"); return r })},
+		{"seq half a space ahead", "RFC 9293 §3.4", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Seq = l.rcvNxt + 1<<31 - 1; r.Payload = []byte("x"); return r })},
 		{"seq 0xffffffff", "RFC 9293 §3.4", nil, false, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.seq = 0xffffffff
-			if d := r.seq - l.rcvNxt; d < 1<<30 || d > 0xffffffff-1<<30 {
-				r.seq = l.rcvNxt + 0x80000000 // keep it far outside the window
+			r.Seq = 0xffffffff
+			if d := r.Seq - l.rcvNxt; d < 1<<30 || d > 0xffffffff-1<<30 {
+				r.Seq = l.rcvNxt + 0x80000000 // keep it far outside the window
 			}
-			r.payload = []byte("xy")
+			r.Payload = []byte("xy")
 			return r
 		})},
-		{"ack far ahead", "RFC 5961 §5.2", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.ack = l.sndMax + 1<<30; r.payload = []byte("z"); return r })},
-		{"ack too old", "RFC 5961 §5.2", []string{"TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.ack = l.sndUna - 1<<30; r.payload = []byte("old"); return r })},
+		{"ack far ahead", "RFC 5961 §5.2", nil, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Ack = l.sndMax + 1<<30; r.Payload = []byte("z"); return r })},
+		{"ack too old", "RFC 5961 §5.2", []string{"TCPChallengeACK"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Ack = l.sndUna - 1<<30; r.Payload = []byte("old"); return r })},
 		// Other protocols and impossible addresses (RFC 1122 §3.2.1.3).
 		{"ipv6", "RFC 8200", []string{"InIPv6"}, false, func(l hdLive) [][]byte { p := make([]byte, 60); p[0] = 0x60; return [][]byte{p} }},
-		{"unknown protocol", "RFC 1122 §3.2.1", []string{"InUnknownProtos"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.proto = 253; r.l4 = []byte("hello"); return r })},
-		{"broadcast source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.src = netip.MustParseAddr("255.255.255.255"); return r })},
-		{"zero source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.src = netip.MustParseAddr("0.0.0.0"); return r })},
-		{"loopback source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.src = netip.MustParseAddr("127.0.0.1"); return r })},
-		{"multicast source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.src = netip.MustParseAddr("224.0.0.1"); return r })},
+		{"unknown protocol", "RFC 1122 §3.2.1", []string{"InUnknownProtos"}, false, hdOne(func(l hdLive) hdRaw { r := l.ack(); r.Proto = 253; r.L4 = []byte("hello"); return r })},
+		{"broadcast source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Src = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"zero source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Src = netip.MustParseAddr("0.0.0.0"); return r })},
+		{"loopback source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Src = netip.MustParseAddr("127.0.0.1"); return r })},
+		{"multicast source", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Src = netip.MustParseAddr("224.0.0.1"); return r })},
 		{"LAND src==dst", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw {
 			r := l.ack()
-			r.src, r.sport = l.self.Addr(), l.self.Port()
-			r.flags = seg.SYN
+			r.Src, r.Sport = l.self.Addr(), l.self.Port()
+			r.Flags = seg.SYN
 			return r
 		})},
-		{"broadcast destination", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.dst = netip.MustParseAddr("255.255.255.255"); return r })},
-		{"port 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.sport = 0; return r })},
+		{"broadcast destination", "RFC 1122 §3.2.1.3", []string{"InAddrErrors"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Dst = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"port 0", "RFC 9293 §3.1", []string{"InErrs"}, false, hdOne(func(l hdLive) hdRaw { r := l.old(); r.Sport = 0; return r })},
 		// Lengths.
 		{"zero length", "RFC 791 §3.1", []string{"InHdrErrors"}, false, func(l hdLive) [][]byte { return [][]byte{{}} }},
 		{"one byte", "RFC 791 §3.1", []string{"InHdrErrors"}, false, func(l hdLive) [][]byte { return [][]byte{{0x45}} }},
@@ -223,51 +223,51 @@ func hdCases() []hdCase {
 		// this one is expected to be "dropped by the kernel".
 		{"oversize packet", "RFC 791 §3.1", []string{"DelayedACKLost"}, false, func(l hdLive) [][]byte {
 			p := make([]byte, 9000)
-			copy(p, l.old().bytes())
+			copy(p, l.old().Bytes())
 			return [][]byte{p}
 		}},
 		// Fragments (RFC 791 §3.2; overlaps rejected as Linux does for
 		// IPv4 since FragmentSmack, in the spirit of RFC 5722).
 		{"fragments ok", "RFC 791 §3.2", []string{"DelayedACKLost", "ReasmOKs"}, false, func(l hdLive) [][]byte {
-			full := l.old().bytes()
+			full := l.old().Bytes()
 			tcp := full[20:]
 			id := nextID()
-			a := hdRaw{src: l.peer.Addr(), dst: l.self.Addr(), l4: tcp[:16], mf: true, id: id}
-			b := hdRaw{src: l.peer.Addr(), dst: l.self.Addr(), l4: tcp[16:], fragOff: 16, id: id}
-			return [][]byte{b.bytes(), a.bytes()} // out of order on purpose
+			a := hdRaw{Src: l.peer.Addr(), Dst: l.self.Addr(), L4: tcp[:16], MF: true, ID: id}
+			b := hdRaw{Src: l.peer.Addr(), Dst: l.self.Addr(), L4: tcp[16:], FragOff: 16, ID: id}
+			return [][]byte{b.Bytes(), a.Bytes()} // out of order on purpose
 		}},
 		{"fragment tiny", "RFC 791 §3.2", []string{"ReasmFails"}, false, func(l hdLive) [][]byte {
 			r := l.ack()
-			r.l4, r.mf, r.id = []byte{1, 2, 3}, true, nextID()
-			return [][]byte{r.bytes()}
+			r.L4, r.MF, r.ID = []byte{1, 2, 3}, true, nextID()
+			return [][]byte{r.Bytes()}
 		}},
 		{"fragment overlap", "RFC 791 §3.2", []string{"ReasmFails"}, false, func(l hdLive) [][]byte {
 			a := l.ack()
-			a.l4, a.mf, a.id = bytes.Repeat([]byte{1}, 16), true, nextID()
+			a.L4, a.MF, a.ID = bytes.Repeat([]byte{1}, 16), true, nextID()
 			b := a
-			b.fragOff = 8
-			return [][]byte{a.bytes(), b.bytes()}
+			b.FragOff = 8
+			return [][]byte{a.Bytes(), b.Bytes()}
 		}},
 		{"fragment past 65535", "RFC 791 §3.2", []string{"ReasmFails"}, false, func(l hdLive) [][]byte {
 			r := l.ack()
-			r.l4, r.fragOff, r.id = make([]byte, 64), 65528, nextID()
-			return [][]byte{r.bytes()}
+			r.L4, r.FragOff, r.ID = make([]byte, 64), 65528, nextID()
+			return [][]byte{r.Bytes()}
 		}},
 		{"fragment stray past last", "RFC 791 §3.2", []string{"ReasmFails"}, false, func(l hdLive) [][]byte {
 			a := l.ack()
-			a.id, a.mf, a.l4, a.fragOff = nextID(), true, make([]byte, 8), 200
+			a.ID, a.MF, a.L4, a.FragOff = nextID(), true, make([]byte, 8), 200
 			b := a
-			b.fragOff = 0
+			b.FragOff = 0
 			c := a
-			c.mf, c.fragOff = false, 8
-			return [][]byte{a.bytes(), b.bytes(), c.bytes()}
+			c.MF, c.FragOff = false, 8
+			return [][]byte{a.Bytes(), b.Bytes(), c.Bytes()}
 		}},
 		// Last: its reassembly times out 30 s later, which counts
 		// ReasmFails; no case runs that long after it.
 		{"fragment never completed", "RFC 791 §3.2", []string{"ReasmReqds"}, false, func(l hdLive) [][]byte {
 			r := l.ack()
-			r.l4, r.mf, r.id = make([]byte, 64), true, nextID()
-			return [][]byte{r.bytes()}
+			r.L4, r.MF, r.ID = make([]byte, 64), true, nextID()
+			return [][]byte{r.Bytes()}
 		}},
 	}
 }

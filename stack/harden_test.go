@@ -17,101 +17,14 @@ import (
 	"time"
 
 	"utcp/seg"
+	"utcp/seg/segtest"
 	"utcp/timers"
 	"utcp/tun/tuntest"
 )
 
-// raw describes one hand-built IPv4 packet; unlike seg.Segment.AppendTo it
-// can write every field wrong on purpose.
-type raw struct {
-	src, dst     netip.Addr
-	proto        uint8 // 0 means TCP
-	ipOpts       []byte
-	ihl          int  // IHL in words; 0 means computed
-	totalLen     int  // 0 means computed; -1 means computed minus one
-	fragOff      int  // bytes, multiple of 8
-	mf           bool // more fragments
-	id           uint16
-	badIPCsum    bool
-	sport, dport uint16
-	seq, ack     uint32
-	flags        seg.Flags
-	window       uint16
-	urgent       uint16
-	tcpOpts      []byte // raw, padded by the caller
-	dataOff      int    // words; 0 means computed
-	payload      []byte
-	badTCPCsum   bool
-	l4           []byte // when set, the IP payload verbatim (fragments, other protocols)
-}
-
-func (r raw) bytes() []byte {
-	proto := r.proto
-	if proto == 0 {
-		proto = seg.ProtoTCP
-	}
-	l4 := r.l4
-	if l4 == nil && proto == seg.ProtoTCP {
-		off := 20 + len(r.tcpOpts)
-		l4 = make([]byte, off, off+len(r.payload))
-		binary.BigEndian.PutUint16(l4[0:], r.sport)
-		binary.BigEndian.PutUint16(l4[2:], r.dport)
-		binary.BigEndian.PutUint32(l4[4:], r.seq)
-		binary.BigEndian.PutUint32(l4[8:], r.ack)
-		do := off / 4
-		if r.dataOff != 0 {
-			do = r.dataOff
-		}
-		l4[12] = byte(do << 4)
-		l4[13] = byte(r.flags)
-		binary.BigEndian.PutUint16(l4[14:], r.window)
-		binary.BigEndian.PutUint16(l4[18:], r.urgent)
-		copy(l4[20:], r.tcpOpts)
-		l4 = append(l4, r.payload...)
-		sum := seg.PseudoHeaderSum(r.src, r.dst, seg.ProtoTCP, len(l4))
-		cs := ^seg.Checksum(l4, sum)
-		if r.badTCPCsum {
-			cs ^= 0x5a5a
-		}
-		binary.BigEndian.PutUint16(l4[16:], cs)
-	}
-	hl := 20 + len(r.ipOpts)
-	p := make([]byte, hl, hl+len(l4))
-	ihl := hl / 4
-	if r.ihl != 0 {
-		ihl = r.ihl
-	}
-	p[0] = 0x40 | byte(ihl&0x0f)
-	tl := hl + len(l4)
-	switch {
-	case r.totalLen > 0:
-		tl = r.totalLen
-	case r.totalLen < 0:
-		tl--
-	}
-	binary.BigEndian.PutUint16(p[2:], uint16(tl))
-	binary.BigEndian.PutUint16(p[4:], r.id)
-	fo := uint16(r.fragOff / 8)
-	if r.mf {
-		fo |= 0x2000
-	}
-	binary.BigEndian.PutUint16(p[6:], fo)
-	p[8] = 64
-	p[9] = proto
-	s4, d4 := r.src.As4(), r.dst.As4()
-	copy(p[12:], s4[:])
-	copy(p[16:], d4[:])
-	copy(p[20:], r.ipOpts)
-	// The checksum covers what IHL says, when that lies inside the buffer.
-	if n := min(ihl*4, len(p)); n >= 20 {
-		cs := ^seg.Checksum(p[:n], 0)
-		if r.badIPCsum {
-			cs ^= 0x5a5a
-		}
-		binary.BigEndian.PutUint16(p[10:], cs)
-	}
-	return append(p, l4...)
-}
+// raw is a hand-built IPv4 packet (segtest.Raw): every field may be
+// wrong on purpose.
+type raw = segtest.Raw
 
 // optMSS etc. build raw option bytes.
 func optMSS(v uint16) []byte { return []byte{2, 4, byte(v >> 8), byte(v)} }
@@ -140,8 +53,8 @@ type live struct {
 
 // base returns a valid in-window pure ACK for the connection; cases change it.
 func (l live) base() raw {
-	return raw{src: l.peer.Addr(), dst: l.self.Addr(), sport: l.peer.Port(), dport: l.self.Port(),
-		seq: l.rcvNxt, ack: l.sndUna, flags: seg.ACK, window: 1024}
+	return raw{Src: l.peer.Addr(), Dst: l.self.Addr(), Sport: l.peer.Port(), Dport: l.self.Port(),
+		Seq: l.rcvNxt, Ack: l.sndUna, Flags: seg.ACK, Window: 1024}
 }
 
 type malCase struct {
@@ -152,7 +65,7 @@ type malCase struct {
 }
 
 func one(f func(l live) raw) func(l live) [][]byte {
-	return func(l live) [][]byte { return [][]byte{f(l).bytes()} }
+	return func(l live) [][]byte { return [][]byte{f(l).Bytes()} }
 }
 
 func malformedCases() []malCase {
@@ -163,102 +76,102 @@ func malformedCases() []malCase {
 	return []malCase{
 		// TCP options (RFC 9293 §3.1: option-length counts kind and length
 		// and must stay inside the data offset; seg rejects the segment).
-		{"opt len 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 0, 0, 0}; return r })},
-		{"opt len 1", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 1, 0, 0}; return r })},
-		{"opt past header", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 8, 10}; return r })},
-		{"opt missing length byte", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 1, 8}; return r })},
+		{"opt len 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{8, 0, 0, 0}; return r })},
+		{"opt len 1", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{8, 1, 0, 0}; return r })},
+		{"opt past header", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{1, 1, 8, 10}; return r })},
+		{"opt missing length byte", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{1, 1, 1, 8}; return r })},
 		// Data offset (RFC 9293 §3.1: at least 5 words, within the segment).
-		{"data offset 4", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.dataOff = 4; return r })},
+		{"data offset 4", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.DataOff = 4; return r })},
 		{"data offset 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw {
 			r := l.base()
-			r.dataOff = 0x0
-			r.tcpOpts = nil
-			r.dataOff = 16
-			r.payload = nil
+			r.DataOff = 0x0
+			r.TCPOpts = nil
+			r.DataOff = 16
+			r.Payload = nil
 			return r
 		})},
-		{"data offset past packet", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.dataOff = 15; return r })},
+		{"data offset past packet", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.DataOff = 15; return r })},
 		// IPv4 header (RFC 791 §3.1, RFC 1122 §3.2.1: silently discard).
-		{"ip total length > packet", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.totalLen = 1400; return r })},
-		{"ip total length < header", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.totalLen = 12; return r })},
-		{"ip total length cuts TCP", "RFC 791 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.totalLen = -1; return r })},
-		{"ihl 4", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.ihl = 4; return r })},
-		{"ihl 0", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.ihl = 0xf0 >> 4 & 0; r.ihl = 16; return r })},
+		{"ip total length > packet", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.TotalLen = 1400; return r })},
+		{"ip total length < header", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.TotalLen = 12; return r })},
+		{"ip total length cuts TCP", "RFC 791 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.TotalLen = -1; return r })},
+		{"ihl 4", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.IHL = 4; return r })},
+		{"ihl 0", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.IHL = 0xf0 >> 4 & 0; r.IHL = 16; return r })},
 		{"ihl past packet", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte {
-			p := l.base().bytes()[:20]
+			p := l.base().Bytes()[:20]
 			p[0] = 0x4f
 			binary.BigEndian.PutUint16(p[2:], 20)
 			return [][]byte{p}
 		}},
-		{"ip options bad length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.ipOpts = []byte{0x83, 0xff, 0, 0}; return r })},
-		{"ip options zero length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.ipOpts = []byte{0x44, 0, 1, 1}; return r })},
-		{"bad ip checksum", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.badIPCsum = true; return r })},
-		{"bad tcp checksum", "RFC 9293 §3.1", "InCsumErrors", one(func(l live) raw { r := l.base(); r.payload = []byte("evil"); r.badTCPCsum = true; return r })},
+		{"ip options bad length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.IPOpts = []byte{0x83, 0xff, 0, 0}; return r })},
+		{"ip options zero length", "RFC 791 §3.1", "InSegs", one(func(l live) raw { r := l.base(); r.IPOpts = []byte{0x44, 0, 1, 1}; return r })},
+		{"bad ip checksum", "RFC 791 §3.1", "InHdrErrors", one(func(l live) raw { r := l.base(); r.BadIPCsum = true; return r })},
+		{"bad tcp checksum", "RFC 9293 §3.1", "InCsumErrors", one(func(l live) raw { r := l.base(); r.Payload = []byte("evil"); r.BadTCPCsum = true; return r })},
 		// MSS outside a SYN is ignored (RFC 9293 §3.7.1: only in SYNs);
 		// the wrong length is an option error.
-		{"mss 0", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(0); return r })},
-		{"mss 1", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(1); return r })},
-		{"mss 8", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(8); return r })},
-		{"mss 40", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(40); return r })},
-		{"mss 65535", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optMSS(65535); return r })},
-		{"mss wrong length", "RFC 9293 §3.7.1", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{2, 3, 5, 1}; return r })},
+		{"mss 0", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optMSS(0); return r })},
+		{"mss 1", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optMSS(1); return r })},
+		{"mss 8", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optMSS(8); return r })},
+		{"mss 40", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optMSS(40); return r })},
+		{"mss 65535", "RFC 9293 §3.7.1", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optMSS(65535); return r })},
+		{"mss wrong length", "RFC 9293 §3.7.1", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{2, 3, 5, 1}; return r })},
 		// Urgent pointer: accepted and ignored (RFC 6093 §4; data inline).
-		{"urgent past segment", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.flags |= seg.URG; r.urgent = 65535; return r })},
-		{"urgent 0 with URG", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.flags |= seg.URG; return r })},
+		{"urgent past segment", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.Flags |= seg.URG; r.Urgent = 65535; return r })},
+		{"urgent 0 with URG", "RFC 6093 §4", "InSegs", one(func(l live) raw { r := l.base(); r.Flags |= seg.URG; return r })},
 		// Window scale outside a SYN is ignored (RFC 7323 §2.2), any value.
-		{"wscale 15", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optWS(15); return r })},
-		{"wscale 255", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optWS(255); return r })},
+		{"wscale 15", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optWS(15); return r })},
+		{"wscale 255", "RFC 7323 §2.3", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optWS(255); return r })},
 		// SACK (RFC 2018 §3; RFC 6675 §5 uses only blocks above SND.UNA).
-		{"sack wrong length", "RFC 2018 §3", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{1, 1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0}; return r })},
-		{"sack reversed", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optSACK(l.sndUna+100, l.sndUna+50); return r })},
+		{"sack wrong length", "RFC 2018 §3", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{1, 1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0}; return r })},
+		{"sack reversed", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optSACK(l.sndUna+100, l.sndUna+50); return r })},
 		{"sack wrapped", "RFC 2018 §3", "InSegs", one(func(l live) raw {
 			r := l.base()
-			r.tcpOpts = optSACK(l.sndUna+0x7fffffff, l.sndUna+0x80000010)
+			r.TCPOpts = optSACK(l.sndUna+0x7fffffff, l.sndUna+0x80000010)
 			return r
 		})},
 		{"sack outside window", "RFC 2018 §3", "InSegs", one(func(l live) raw {
 			r := l.base()
-			r.tcpOpts = optSACK(l.sndN+1000, l.sndN+2000, l.sndUna-5000, l.sndUna-4000)
+			r.TCPOpts = optSACK(l.sndN+1000, l.sndN+2000, l.sndUna-5000, l.sndUna-4000)
 			return r
 		})},
-		{"sack below una", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.tcpOpts = optSACK(l.sndUna-100, l.sndUna); return r })},
+		{"sack below una", "RFC 2018 §3", "InSegs", one(func(l live) raw { r := l.base(); r.TCPOpts = optSACK(l.sndUna-100, l.sndUna); return r })},
 		// Timestamps (RFC 7323 §3: length 10).
-		{"ts wrong length", "RFC 7323 §3", "InErrs", one(func(l live) raw { r := l.base(); r.tcpOpts = []byte{8, 8, 0, 0, 0, 0, 0, 0}; return r })},
+		{"ts wrong length", "RFC 7323 §3", "InErrs", one(func(l live) raw { r := l.base(); r.TCPOpts = []byte{8, 8, 0, 0, 0, 0, 0, 0}; return r })},
 		// Flag combinations (RFC 9293 §3.10.7.4; RFC 5961 §3.2, §4.2).
-		{"SYN|FIN", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.flags = seg.SYN | seg.FIN; return r })},
-		{"SYN|RST", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.seq++; r.flags = seg.SYN | seg.RST; return r })},
-		{"no flags", "RFC 9293 §3.10.7.4", "InSegs", one(func(l live) raw { r := l.base(); r.flags = 0; r.payload = []byte("nope"); return r })},
-		{"all flags", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.seq += 7; r.flags = 0xff; return r })},
+		{"SYN|FIN", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.Flags = seg.SYN | seg.FIN; return r })},
+		{"SYN|RST", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.Seq++; r.Flags = seg.SYN | seg.RST; return r })},
+		{"no flags", "RFC 9293 §3.10.7.4", "InSegs", one(func(l live) raw { r := l.base(); r.Flags = 0; r.Payload = []byte("nope"); return r })},
+		{"all flags", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.Seq += 7; r.Flags = 0xff; return r })},
 		{"RST with data", "RFC 5961 §3.2", "TCPChallengeACK", one(func(l live) raw {
 			r := l.base()
-			r.seq += 3
-			r.flags = seg.RST | seg.ACK
-			r.payload = []byte("bye")
+			r.Seq += 3
+			r.Flags = seg.RST | seg.ACK
+			r.Payload = []byte("bye")
 			return r
 		})},
-		{"SYN in window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.seq += 10; r.flags = seg.SYN; return r })},
-		{"SYN out of window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.seq += 1 << 31; r.flags = seg.SYN; return r })},
-		{"RST out of window", "RFC 5961 §3.2", "InSegs", one(func(l live) raw { r := l.base(); r.seq -= 1 << 30; r.flags = seg.RST; return r })},
+		{"SYN in window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.Seq += 10; r.Flags = seg.SYN; return r })},
+		{"SYN out of window", "RFC 5961 §4.2", "TCPSYNChallenge", one(func(l live) raw { r := l.base(); r.Seq += 1 << 31; r.Flags = seg.SYN; return r })},
+		{"RST out of window", "RFC 5961 §3.2", "InSegs", one(func(l live) raw { r := l.base(); r.Seq -= 1 << 30; r.Flags = seg.RST; return r })},
 		// Sequence numbers around 2^32 (RFC 9293 §3.4 modular arithmetic).
-		{"seq rcvnxt-1 wrap", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.seq = l.rcvNxt - 1 - 1<<31; r.payload = []byte("x"); return r })},
-		{"seq 0xffffffff", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.seq = 0xffffffff; r.payload = []byte("xy"); return r })},
-		{"ack far ahead", "RFC 5961 §5.2", "InSegs", one(func(l live) raw { r := l.base(); r.ack = l.sndN + 1<<30; r.payload = []byte("z"); return r })},
-		{"ack too old", "RFC 5961 §5.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.ack = l.sndUna - 1<<30; r.payload = []byte("old"); return r })},
+		{"seq rcvnxt-1 wrap", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.Seq = l.rcvNxt - 1 - 1<<31; r.Payload = []byte("x"); return r })},
+		{"seq 0xffffffff", "RFC 9293 §3.4", "InSegs", one(func(l live) raw { r := l.base(); r.Seq = 0xffffffff; r.Payload = []byte("xy"); return r })},
+		{"ack far ahead", "RFC 5961 §5.2", "InSegs", one(func(l live) raw { r := l.base(); r.Ack = l.sndN + 1<<30; r.Payload = []byte("z"); return r })},
+		{"ack too old", "RFC 5961 §5.2", "TCPChallengeACK", one(func(l live) raw { r := l.base(); r.Ack = l.sndUna - 1<<30; r.Payload = []byte("old"); return r })},
 		// Other protocols and addresses (RFC 1122 §3.2.1.3, §3.2.1.8).
 		{"ipv6", "RFC 8200", "InIPv6", func(l live) [][]byte { p := make([]byte, 60); p[0] = 0x60; return [][]byte{p} }},
-		{"unknown protocol", "RFC 1122 §3.2.1", "InUnknownProtos", one(func(l live) raw { r := l.base(); r.proto = 253; r.l4 = []byte("hello"); return r })},
-		{"version 5", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { p := l.base().bytes(); p[0] = 0x55; return [][]byte{p} }},
-		{"broadcast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("255.255.255.255"); return r })},
-		{"zero source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("0.0.0.0"); return r })},
-		{"loopback source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("127.0.0.1"); return r })},
-		{"multicast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.src = netip.MustParseAddr("224.0.0.1"); return r })},
+		{"unknown protocol", "RFC 1122 §3.2.1", "InUnknownProtos", one(func(l live) raw { r := l.base(); r.Proto = 253; r.L4 = []byte("hello"); return r })},
+		{"version 5", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { p := l.base().Bytes(); p[0] = 0x55; return [][]byte{p} }},
+		{"broadcast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.Src = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"zero source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.Src = netip.MustParseAddr("0.0.0.0"); return r })},
+		{"loopback source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.Src = netip.MustParseAddr("127.0.0.1"); return r })},
+		{"multicast source", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.Src = netip.MustParseAddr("224.0.0.1"); return r })},
 		{"LAND src==dst", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw {
 			r := l.base()
-			r.src, r.sport = l.self.Addr(), l.self.Port()
-			r.flags = seg.SYN
+			r.Src, r.Sport = l.self.Addr(), l.self.Port()
+			r.Flags = seg.SYN
 			return r
 		})},
-		{"broadcast destination", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.dst = netip.MustParseAddr("255.255.255.255"); return r })},
+		{"broadcast destination", "RFC 1122 §3.2.1.3", "InAddrErrors", one(func(l live) raw { r := l.base(); r.Dst = netip.MustParseAddr("255.255.255.255"); return r })},
 		{"zero length", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{{}} }},
 		{"one byte", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{{0x45}} }},
 		// A packet longer than 65535 bytes: the total-length field rules
@@ -266,34 +179,34 @@ func malformedCases() []malCase {
 		// it is processed normally and nothing reads past it.
 		{"oversize packet", "RFC 791 §3.1", "InSegs", func(l live) [][]byte {
 			p := make([]byte, 65535+100)
-			copy(p, l.base().bytes())
+			copy(p, l.base().Bytes())
 			return [][]byte{p}
 		}},
 		{"junk", "RFC 791 §3.1", "InHdrErrors", func(l live) [][]byte { return [][]byte{junk} }},
-		{"port 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.sport = 0; return r })},
+		{"port 0", "RFC 9293 §3.1", "InErrs", one(func(l live) raw { r := l.base(); r.Sport = 0; return r })},
 		// Fragments (RFC 791 §3.2; RFC 5722-style overlap rejection as
 		// Linux applies to IPv4 since FragmentSmack).
-		{"fragment tiny", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.l4 = []byte{1, 2, 3}; r.mf = true; r.id = 1; return r })},
+		{"fragment tiny", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.L4 = []byte{1, 2, 3}; r.MF = true; r.ID = 1; return r })},
 		{"fragment overlap", "RFC 791 §3.2", "ReasmFails", func(l live) [][]byte {
 			a := l.base()
-			a.l4, a.mf, a.id = bytes.Repeat([]byte{1}, 16), true, 2
+			a.L4, a.MF, a.ID = bytes.Repeat([]byte{1}, 16), true, 2
 			b := a
-			b.fragOff = 8
-			return [][]byte{a.bytes(), b.bytes()}
+			b.FragOff = 8
+			return [][]byte{a.Bytes(), b.Bytes()}
 		}},
-		{"fragment past 65535", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.l4 = make([]byte, 64); r.fragOff = 65528; r.id = 3; return r })},
+		{"fragment past 65535", "RFC 791 §3.2", "ReasmFails", one(func(l live) raw { r := l.base(); r.L4 = make([]byte, 64); r.FragOff = 65528; r.ID = 3; return r })},
 		{"fragment stray past last", "RFC 791 §3.2", "ReasmFails", func(l live) [][]byte {
 			// A piece beyond the end the last fragment declares must not
 			// be glued on: [200,208) then [0,8) then the last [8,16).
 			a := l.base()
-			a.id, a.mf, a.l4, a.fragOff = 4, true, make([]byte, 8), 200
+			a.ID, a.MF, a.L4, a.FragOff = 4, true, make([]byte, 8), 200
 			b := a
-			b.fragOff = 0
+			b.FragOff = 0
 			c := a
-			c.mf, c.fragOff = false, 8
-			return [][]byte{a.bytes(), b.bytes(), c.bytes()}
+			c.MF, c.FragOff = false, 8
+			return [][]byte{a.Bytes(), b.Bytes(), c.Bytes()}
 		}},
-		{"fragment never completed", "RFC 791 §3.2", "ReasmReqds", one(func(l live) raw { r := l.base(); r.l4 = make([]byte, 64); r.mf = true; r.id = 5; return r })},
+		{"fragment never completed", "RFC 791 §3.2", "ReasmReqds", one(func(l live) raw { r := l.base(); r.L4 = make([]byte, 64); r.MF = true; r.ID = 5; return r })},
 	}
 }
 
