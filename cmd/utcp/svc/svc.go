@@ -71,10 +71,13 @@ func (s *Server) Serve(name string, ln net.Listener) error {
 	if !s.track(ln, nil) {
 		return fmt.Errorf("svc: serve %s: server closed", name)
 	}
+	// hold only files the connection away: done in the accept loop, it
+	// costs no goroutine per connection (the idle-RSS figure holds 10,000).
+	inline := name == "hold"
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.acceptLoop(ln, handle)
+		s.acceptLoop(ln, handle, inline)
 	}()
 	return nil
 }
@@ -98,10 +101,11 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// acceptLoop runs handle on every accepted connection in its own goroutine
-// until the listener closes. Other errors (a deadline, or gVisor's own
-// error for a closed listener) pause it briefly rather than spin.
-func (s *Server) acceptLoop(ln net.Listener, handle func(net.Conn)) {
+// acceptLoop runs handle on every accepted connection, in its own
+// goroutine unless inline, until the listener closes. Other errors (a
+// deadline, or gVisor's own error for a closed listener) pause it briefly
+// rather than spin.
+func (s *Server) acceptLoop(ln net.Listener, handle func(net.Conn), inline bool) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -114,7 +118,11 @@ func (s *Server) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 			}
 			continue
 		}
-		go handle(c)
+		if inline {
+			handle(c)
+		} else {
+			go handle(c)
+		}
 	}
 }
 
