@@ -47,7 +47,10 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 		bufs := make([][]byte, bs)
 		sizes := make([]int, bs)
 		for i := range bufs {
-			bufs[i] = make([]byte, 2048)
+			// 64 KiB, as the stack's own read buffers, so both read
+			// the same way (tun reads a buffer longer than any packet
+			// with read(2), a shorter one with a guard byte).
+			bufs[i] = make([]byte, 64<<10)
 		}
 		for {
 			n, err := dev.ReadPackets(bufs, sizes)

@@ -188,34 +188,44 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestKernelDatagramReachesDevice reads a datagram the host sends, with
+// MTU-sized buffers (read with a guard byte against truncation) and with
+// 64 KiB ones, the stack's, longer than any packet (a plain read).
 func TestKernelDatagramReachesDevice(t *testing.T) {
 	if !netns.Run(t) {
 		return
 	}
-	d := openTest(t, Config{HostAddr: hostPrefix})
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("to the stack")); err != nil {
-		t.Fatal(err)
-	}
-	local := netip.MustParseAddrPort(c.LocalAddr().String())
+	for _, size := range []int{0, 64 << 10} {
+		t.Run(fmt.Sprintf("buf%d", size), func(t *testing.T) {
+			d := openTest(t, Config{HostAddr: hostPrefix})
+			if size == 0 {
+				size = d.MTU()
+			}
+			c, err := net.Dial("udp4", "198.18.0.2:9999")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("to the stack")); err != nil {
+				t.Fatal(err)
+			}
+			local := netip.MustParseAddrPort(c.LocalAddr().String())
 
-	bufs, _ := newBufs(d.BatchSize(), d.MTU())
-	var got udp4
-	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool {
-		u, ok := parseUDP4(p)
-		if ok && u.dst.Port() == 9999 {
-			got = u
-			return false
-		}
-		t.Logf("ignoring a %d-byte packet (version %d)", len(p), p[0]>>4)
-		return true
-	})
-	if got.src != local || got.dst != netip.MustParseAddrPort("198.18.0.2:9999") || string(got.payload) != "to the stack" {
-		t.Fatalf("got %v → %v %q; want %v → 198.18.0.2:9999 %q", got.src, got.dst, got.payload, local, "to the stack")
+			bufs, _ := newBufs(d.BatchSize(), size)
+			var got udp4
+			readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool {
+				u, ok := parseUDP4(p)
+				if ok && u.dst.Port() == 9999 {
+					got = u
+					return false
+				}
+				t.Logf("ignoring a %d-byte packet (version %d)", len(p), p[0]>>4)
+				return true
+			})
+			if got.src != local || got.dst != netip.MustParseAddrPort("198.18.0.2:9999") || string(got.payload) != "to the stack" {
+				t.Fatalf("got %v → %v %q; want %v → 198.18.0.2:9999 %q", got.src, got.dst, got.payload, local, "to the stack")
+			}
+		})
 	}
 }
 
