@@ -83,7 +83,8 @@ func (r *reader) readv3(fd uintptr, buf []byte) (int, error) {
 	}
 	iov[2].Base = &r.spare[0]
 	iov[2].SetLen(len(r.spare))
-	n, _, errno := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	// Raw, as readv in tun.go: the descriptor is non-blocking.
+	n, _, errno := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	iov[1].Base = nil // do not keep the caller's buffer reachable
 	if errno != 0 {
 		return 0, errno

@@ -288,14 +288,23 @@ func (r *reader) read(fd uintptr) bool {
 // longer than buf shows as a count larger than len(buf): with IFF_NO_PI the
 // kernel silently truncates to the space offered and returns only what it
 // copied. A buffer longer than any packet can be needs no spare byte.
+//
+// The read is a raw system call, without Go's entersyscall/exitsyscall:
+// the descriptor is non-blocking, so the call returns at once (a packet,
+// or EAGAIN) after at most a 64 KiB copy, and there is nothing for the
+// scheduler to hand the P over for. On a plain TUN at a million packets a
+// second the bookkeeping was a fifth of the read loop's cost: upload went
+// from 1252-1364 to 1509-1639 MB/s and from 0.83-0.91 to 0.71-0.74 CPU
+// s/GB (3 interleaved pairs). Writes keep the ordinary call: a TUN write
+// runs the host's whole receive path inline, and a raw one gained nothing.
 func (r *reader) readv(fd uintptr, buf []byte) (int, error) {
 	if len(buf) > maxMTU {
 		// No packet can be longer than buf: the device's MTU is at most
 		// 65535, and so is an IP packet's 16-bit length. A plain read
 		// then does, without the two-element iovec the kernel must copy
-		// in and check for every packet (about 6 % more plain upload in
+		// in and check for every packet (about 3 % more plain upload in
 		// A/B runs; the stack's buffers are 64 KiB).
-		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 		if errno != 0 {
 			return 0, errno
 		}
@@ -308,7 +317,7 @@ func (r *reader) readv(fd uintptr, buf []byte) (int, error) {
 	}
 	r.iov[1].Base = &r.spare[0]
 	r.iov[1].SetLen(len(r.spare))
-	n, _, errno := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	n, _, errno := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
 	r.iov[0].Base = nil // do not keep the caller's buffer reachable
 	if errno != 0 {
 		return 0, errno
