@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"utcp/cmd/utcp/svc"
-	"utcp/stack"
 )
 
 const serveSynopsis = `usage: utcp serve [flags]
@@ -58,16 +57,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ports := []struct {
-		name  string
-		port  int
-		serve bool // stall only listens
+		name string
+		port int
 	}{
-		{"echo", f.echo, true},
-		{"discard", f.discard, true},
-		{"chargen", f.chargen, true},
-		{"http", f.http, true},
-		{"hold", f.hold, true},
-		{"stall", f.stall, false},
+		{"echo", f.echo},
+		{"discard", f.discard},
+		{"chargen", f.chargen},
+		{"http", f.http},
+		{"hold", f.hold},
+		{"stall", f.stall},
 	}
 	seen := map[int]string{}
 	for _, p := range ports {
@@ -96,7 +94,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var srv svc.Server
-	var stalled []*stack.Listener
 	cs, err := listenControl(control, env.stack, serverInfo{
 		PID: os.Getpid(), Start: time.Now().UnixNano(), Tun: env.dev.Name(), Addr: ns.addr.String(),
 	})
@@ -109,17 +106,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		ln, err := env.stack.Listen(uint16(p.port), f.backlog)
+		if err == nil {
+			if err = srv.Serve(p.name, ln); err != nil {
+				ln.Close()
+			}
+		}
 		if err != nil {
-			cs.close()
-			env.close()
-			return failf("--%s %d: %v", p.name, p.port, err)
-		}
-		if !p.serve {
-			stalled = append(stalled, ln)
-			continue
-		}
-		if err := srv.Serve(p.name, ln); err != nil {
-			ln.Close()
 			srv.Close()
 			cs.close()
 			env.close()
@@ -145,9 +137,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer watchdog.Stop()
 	cs.close()
 	srv.Close()
-	for _, ln := range stalled {
-		ln.Close()
-	}
 	env.close()
 	srv.Wait(500 * time.Millisecond)
 	fmt.Fprintf(stderr, "utcp: stopped (shutdown took %v)\n", time.Since(began).Round(time.Millisecond))

@@ -1,6 +1,7 @@
 // Package svc holds the services of `utcp serve` over any net.Listener:
 // echo (RFC 862), discard (RFC 863), chargen (RFC 864), an HTTP/1.1
-// server (GET /, GET /bytes/N, POST /sha256) and the lab service hold. The
+// server (GET /, GET /bytes/N, POST /sha256) and the lab services hold and
+// stall. The
 // bench serves the same code on gVisor's netstack and on kernel sockets,
 // so every target answers the load byte for byte alike.
 //
@@ -12,7 +13,9 @@
 //   - hold accepts, then never reads, writes or closes: the peer's FIN
 //     leaves the connection in CLOSE_WAIT and unread data closes the
 //     window. Its connections stay referenced, so nothing collects them,
-//     until the process or the stack beneath ends them.
+//     until the process or the stack beneath ends them;
+//   - stall listens and never accepts: the accept queue fills and then
+//     overflows (ListenOverflows).
 //
 // Every accepted connection is served in a goroutine of its own; a
 // handler ends when its peer closes or resets, or when the stack closes.
@@ -54,6 +57,12 @@ func (s *Server) Serve(name string, ln net.Listener) error {
 		handle = chargen
 	case "hold":
 		handle = s.hold
+	case "stall":
+		// Only kept, so Close closes it.
+		if !s.track(ln, nil) {
+			return fmt.Errorf("svc: serve %s: server closed", name)
+		}
+		return nil
 	case "http":
 		srv := &http.Server{Handler: Handler(), ReadHeaderTimeout: 30 * time.Second}
 		if !s.track(ln, srv) {

@@ -53,7 +53,7 @@ func TestServicesOverUtcp(t *testing.T) {
 	}
 	srvStack, cli := stacks[0], stacks[1]
 	var srv Server
-	ports := map[string]uint16{"echo": 7, "discard": 9, "chargen": 19, "http": 80, "hold": 5000}
+	ports := map[string]uint16{"echo": 7, "discard": 9, "chargen": 19, "http": 80, "hold": 5000, "stall": 5001}
 	for name, port := range ports {
 		ln, err := srvStack.Listen(port, 8)
 		if err != nil {
@@ -132,8 +132,20 @@ func TestServicesOverUtcp(t *testing.T) {
 		t.Fatalf("hold keeps %d connections, want 1", srv.Held())
 	}
 
-	// Close ends every accept loop and the HTTP server; Serve refuses after it.
+	// stall: the handshake completes into the accept queue, and nothing
+	// ever takes the connection (it would have been echoed or discarded).
+	stalled := dial(5001)
+	defer stalled.Close()
+
+	// Close ends every accept loop and the HTTP server, and closes every
+	// listener, stall's too; Serve refuses after it.
 	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if c, err := cli.Dial(ctx, netip.MustParseAddrPort("198.18.0.2:5001")); err == nil {
+		c.Close()
+		t.Fatal("stall's listener still accepts connections after Close")
+	}
 	if !srv.Wait(5 * time.Second) {
 		t.Fatal("accept loops still running 5 s after Close")
 	}
