@@ -15,7 +15,9 @@
 // (100,000, made by the server closing first), raw TUN packets per second
 // both ways. Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
 // as a percentage of the kernel, and plain utcp upload/download as a
-// percentage of the raw TUN read/write ceiling of the same run.
+// percentage of the raw TUN read/write ceiling of the same run (its packet
+// rate as TCP payload, 1448 bytes a packet, since the stacks' MB/s count
+// payload).
 // bench/RESULTS.md holds a run and reads the figures.
 // In-memory bulk benchmarks (no TUN) are `go test -bench . ./bench`.
 //

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"io"
+	"math"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -123,9 +124,10 @@ func TestTableRatios(t *testing.T) {
 		{"upload", "gvisor+off", []float64{1000, 1000, 1000}},
 		{"upload", "kernel", []float64{2500, 2500, 2500}},
 		{"download", "utcp", []float64{270}},
-		{"tun_read_mbs", "tun", []float64{800}},
-		{"tun_write_mbs", "tun", []float64{300}},
-		{"tun_read_pps", "tun", []float64{1}},
+		{"tun_read_mbs", "tun", []float64{750}},
+		{"tun_read_pps", "tun", []float64{500000}},
+		{"tun_write_mbs", "tun", []float64{375}},
+		{"tun_write_pps", "tun", []float64{250000}},
 		{"idle_rss", "utcp+off", []float64{1500}},
 		{"idle_rss", "kernel", []float64{1000}},
 	} {
@@ -139,11 +141,13 @@ func TestTableRatios(t *testing.T) {
 	if r := d.ratio("upload", "utcp+off", "gvisor+off"); r == nil || *r != 2 {
 		t.Errorf("utcp+off/gvisor+off %v", r)
 	}
-	if p := d.ceilingPct("upload", "tun_read_mbs"); p == nil || *p != 50 {
-		t.Errorf("upload %% of read ceiling %v", p)
+	// The ceiling counts as TCP payload: 500k packets/s carry 724 MB/s
+	// of it (1448 B each), so 400 MB/s is 55 %, not 400/750.
+	if p := d.ceilingPct("upload", "tun_read_pps"); p == nil || math.Abs(*p-100*400/724.0) > 1e-9 {
+		t.Errorf("upload %% of read ceiling %v, want %v", p, 100*400/724.0)
 	}
-	if p := d.ceilingPct("download", "tun_write_mbs"); p == nil || *p != 90 {
-		t.Errorf("download %% of write ceiling %v", p)
+	if p := d.ceilingPct("download", "tun_write_pps"); p == nil || math.Abs(*p-100*270/362.0) > 1e-9 {
+		t.Errorf("download %% of write ceiling %v, want %v", p, 100*270/362.0)
 	}
 	var b strings.Builder
 	d.writeTable(&b)
@@ -151,8 +155,8 @@ func TestTableRatios(t *testing.T) {
 	for _, want := range []string{
 		"| 400 [300–500] | 2000 [2000–2000] | 100 [100–100] | 1000 [1000–1000] | 2500 [2500–2500] | 4.00 | 2.00 | 80% |",
 		"| RSS per idle connection (hold) | B/conn | - | 1500 | - | - | 1000 | - | - | - |",
-		"| 1.00 | 800 | upload 50% |",
-		"| - | 300 | download 90% |",
+		"| 500000 | 750 | 724 | upload 55% |",
+		"| 250000 | 375 | 362 | download 75% |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
