@@ -110,8 +110,7 @@ func openVnet(name string) (*os.File, string, error) {
 	if err := setOffload(fd, offloadFlags); err != nil {
 		return nil, "", errOffloadRefused
 	}
-	// The descriptor is non-blocking, so os.NewFile registers it with the
-	// runtime poller (see Open).
+	// newDevice moves the descriptor behind a gate (gate.go).
 	f := os.NewFile(uintptr(fd), tunPath)
 	ok = true
 	return f, ifr.Name(), nil
