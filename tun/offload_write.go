@@ -211,12 +211,9 @@ func (w *writer) writeSuper(fd uintptr, pkt []byte) error {
 // entersyscall the P sat in _Psyscall during each write, sysmon kept
 // finding one to retake, and a sysmon that retakes never backs off from
 // its 20 µs tick: it was a quarter of the process's context switches in
-// an offload upload. Raw writes, 3 interleaved pairs each:
-//   - offload upload 0.149-0.150 -> 0.144-0.146 CPU s/GB, context switches
-//     3.0-3.1 -> 2.4-2.6 per MB;
-//   - plain upload (whose ACKs go through writeRaw) 1371-1429 -> 1463-1507
-//     MB/s, 0.77-0.80 -> 0.73-0.75 CPU s/GB;
-//   - both downloads and echo p50 unchanged within noise.
+// an offload upload. Raw writes, 3 interleaved pairs: offload upload
+// 0.149-0.150 -> 0.144-0.146 CPU s/GB, context switches 3.0-3.1 -> 2.4-2.6
+// per MB; plain upload, both downloads and echo unchanged within noise.
 func (w *writer) writev(fd uintptr) error {
 	_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 	for i := range w.iov {

@@ -464,7 +464,7 @@ func (w *writer) write(fd uintptr) bool {
 		if pay := w.pay(w.n); pay != nil {
 			err = w.writeParts(fd, w.bufs[w.n], pay)
 		} else {
-			err = writeRaw(fd, w.bufs[w.n])
+			_, err = unix.Write(int(fd), w.bufs[w.n])
 		}
 		switch err {
 		case nil:
@@ -478,20 +478,6 @@ func (w *writer) write(fd uintptr) bool {
 		}
 	}
 	return true
-}
-
-// writeRaw writes b as one packet with a raw write(2); see writer.writev
-// for why TUN writes are raw.
-func writeRaw(fd uintptr, b []byte) error {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(p), uintptr(len(b)))
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }
 
 // writeParts writes parts gathered as one packet (writev).
