@@ -203,19 +203,8 @@ func (w *writer) writeSuper(fd uintptr, pkt []byte) error {
 }
 
 // writev writes w.iov as one packet, then forgets the caller's buffers.
-//
-// Like the reads (reader.readv), the write is a raw system call. The
-// descriptor is non-blocking and a TUN write never sleeps: it runs the
-// host's receive path for the packet (for an ACK, the kernel sender's
-// tcp_ack and whatever it transmits next) and returns. With Go's
-// entersyscall the P sat in _Psyscall during each write, sysmon kept
-// finding one to retake, and a sysmon that retakes never backs off from
-// its 20 µs tick: it was a quarter of the process's context switches in
-// an offload upload. Raw writes, 3 interleaved pairs: offload upload
-// 0.149-0.150 -> 0.144-0.146 CPU s/GB, context switches 3.0-3.1 -> 2.4-2.6
-// per MB; plain upload, both downloads and echo unchanged within noise.
 func (w *writer) writev(fd uintptr) error {
-	_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	_, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 	for i := range w.iov {
 		w.iov[i].Base = nil
 	}
