@@ -85,7 +85,21 @@ func openQueue(cfg Config, f *os.File, name string, offload, configureLink bool)
 	if configureLink {
 		return openFile(cfg, f, name, offload)
 	}
-	return newDevice(f, name, cfg.MTU, offload)
+	d := &Device{name: name, mtu: cfg.MTU, file: f, offload: offload}
+	d.r.fn = d.r.read
+	d.w.fn = d.w.write
+	if offload {
+		d.r.fn = d.r.readVnet
+		d.w.fn = d.w.writeVnet
+		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tun: %s: raw descriptor: %w", name, err)
+	}
+	d.rc = rc
+	return d, nil
 }
 
 // attachQueues opens /dev/net/tun n times and attaches each descriptor to

@@ -110,7 +110,8 @@ func openVnet(name string) (*os.File, string, error) {
 	if err := setOffload(fd, offloadFlags); err != nil {
 		return nil, "", errOffloadRefused
 	}
-	// newDevice moves the descriptor behind a gate (gate.go).
+	// The descriptor is non-blocking, so os.NewFile registers it with the
+	// runtime poller (see Open).
 	f := os.NewFile(uintptr(fd), tunPath)
 	ok = true
 	return f, ifr.Name(), nil

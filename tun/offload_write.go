@@ -53,11 +53,8 @@ func (w *writer) writeVnet(fd uintptr) bool {
 			}
 			w.n += k
 		case err == unix.EINTR:
-		// EAGAIN goes to default: an offload descriptor is not in the
-		// poller (gate.go), so there is no waiting for it to be
-		// writable. A TUN's socket has an unlimited send buffer, so a
-		// write does not meet EAGAIN; were one to, the packet would be
-		// lost as on a full NIC queue, and the caller is told.
+		case err == unix.EAGAIN:
+			return false // wait until writable; the run is rebuilt then
 		case err == unix.EINVAL && k > 1:
 			// A kernel that rejects our super-packet must still get the
 			// segments: send this run one by one.

@@ -70,7 +70,6 @@ type Device struct {
 
 	r reader
 	w writer
-	g *gate // reads wait here, not on file (gate.go)
 }
 
 // Open creates the TUN interface cfg.Name, sets its MTU and host address and
@@ -125,22 +124,7 @@ func Open(cfg Config) (*Device, error) {
 
 // openFile finishes Open on an attached TUN descriptor.
 func openFile(cfg Config, file *os.File, name string, offload bool) (*Device, error) {
-	d, err := newDevice(file, name, cfg.MTU, offload)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.init(cfg); err != nil {
-		d.closeFiles()
-		return nil, err
-	}
-	return d, nil
-}
-
-// newDevice wraps an attached TUN descriptor (which it owns from then on,
-// even on error) in a Device; an offload device reads through a gate
-// (gate.go).
-func newDevice(file *os.File, name string, mtu int, offload bool) (*Device, error) {
-	d := &Device{name: name, mtu: mtu, offload: offload}
+	d := &Device{name: name, mtu: cfg.MTU, file: file, offload: offload}
 	d.r.fn = d.r.read
 	d.w.fn = d.w.write
 	if offload {
@@ -148,51 +132,23 @@ func newDevice(file *os.File, name string, mtu int, offload bool) (*Device, erro
 		d.w.fn = d.w.writeVnet
 		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
 	}
-	f := file
-	if offload {
-		// Only offload devices read through a gate: on a plain TUN it
-		// made echo p50 15 µs worse (55-70 against 37-51 µs, 4 pairs)
-		// for no bulk gain, while on an offload TUN it cut an upload's
-		// CPU by 8 % for 3 µs of echo p50 (see gate.go).
-		var err error
-		if f, err = unpolled(file); err != nil {
-			file.Close()
-			return nil, fmt.Errorf("tun: %s: %w", name, err)
-		}
-	}
-	d.file = f
-	var err error
-	if d.rc, err = f.SyscallConn(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("tun: %s: raw descriptor: %w", name, err)
-	}
-	if offload {
-		var fd uintptr
-		d.rc.Control(func(x uintptr) { fd = x })
-		if d.g, err = newGate(fd, d.r.fn); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("tun: %s: %w", name, err)
-		}
+	if err := d.init(cfg); err != nil {
+		file.Close()
+		return nil, err
 	}
 	return d, nil
 }
 
-// closeFiles closes the gate, if any, which wakes a parked reader and
-// waits until no read callback runs, then the TUN descriptor (which, when
-// it is in the poller itself, wakes and waits for its own readers), so
-// the interface is gone once no write uses it any more.
-func (d *Device) closeFiles() error {
-	if d.g != nil {
-		d.g.ep.Close()
-	}
-	return d.file.Close()
-}
-
 func (d *Device) init(cfg Config) error {
+	rc, err := d.file.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("tun: %s: raw descriptor: %w", d.name, err)
+	}
+	d.rc = rc
 	// Make sure the descriptor really is non-blocking; if it were not, a
 	// read would hold a thread in the kernel and Close could not wake it.
 	var nbErr error
-	if err := d.rc.Control(func(fd uintptr) {
+	if err := rc.Control(func(fd uintptr) {
 		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 		if err == nil && fl&unix.O_NONBLOCK == 0 {
 			err = errors.New("descriptor is blocking")
@@ -202,7 +158,7 @@ func (d *Device) init(cfg Config) error {
 		return fmt.Errorf("tun: %s: %w", d.name, err)
 	}
 	if nbErr != nil {
-		return fmt.Errorf("tun: %s: %v: reads must not block so Close can end them", d.name, nbErr)
+		return fmt.Errorf("tun: %s: %v: the device must be pollable so Close can unblock reads", d.name, nbErr)
 	}
 	return configure(d.name, cfg.HostAddr, cfg.MTU, cfg.TxQueueLen)
 }
@@ -248,16 +204,8 @@ func (d *Device) readPackets(bufs [][]byte, sizes []int, trusted []bool) (n int,
 	r := &d.r
 	r.mu.Lock()
 	r.bufs, r.sizes, r.trusted, r.n, r.err = bufs, sizes, trusted, 0, nil
-	var rerr error
-	if d.g != nil {
-		rerr = d.g.rc.Read(d.g.fn)
-	} else {
-		rerr = d.rc.Read(r.fn)
-	}
+	rerr := d.rc.Read(r.fn)
 	n, readErr := r.n, r.err
-	if readErr == nil && d.g != nil && d.g.err != nil {
-		readErr = d.g.err
-	}
 	r.bufs, r.sizes, r.trusted, r.err = nil, nil, nil, nil // keep no caller memory reachable
 	r.mu.Unlock()
 
@@ -507,11 +455,10 @@ func (d *Device) Close() error {
 	if !d.closed.CompareAndSwap(false, true) {
 		return d.closedError("close")
 	}
-	// os.File.Close evicts a polled descriptor (waking parked readers
-	// and writers) and waits until the last of them lets go before
-	// close(2); an offload device's gate is closed first (closeFiles). So
-	// the interface is gone when this returns.
-	if err := d.closeFiles(); err != nil {
+	// os.File.Close evicts the descriptor from the poller (waking parked
+	// readers and writers) and waits until the last of them lets go before
+	// close(2), so the interface is gone when this returns.
+	if err := d.file.Close(); err != nil {
 		return fmt.Errorf("tun: close %s: %w", d.name, err)
 	}
 	return nil

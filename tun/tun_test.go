@@ -345,22 +345,9 @@ func TestCloseUnblocksReadAndRemovesDevice(t *testing.T) {
 	if !netns.Run(t) {
 		return
 	}
-	// A plain device parks its reader on the descriptor, an offload one on
-	// its gate (gate.go); Close must wake both.
-	for _, offload := range []bool{false, true} {
-		t.Run(map[bool]string{false: "plain", true: "offload"}[offload], func(t *testing.T) {
-			testCloseUnblocksRead(t, offload)
-		})
-	}
-}
-
-func testCloseUnblocksRead(t *testing.T, offload bool) {
-	d, err := Open(Config{HostAddr: hostPrefix, Offload: offload})
+	d, err := Open(Config{HostAddr: hostPrefix})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if d.Offload() != offload {
-		t.Fatalf("Offload() = %v, want %v", d.Offload(), offload)
 	}
 	errc := make(chan error, 1)
 	go func() {
