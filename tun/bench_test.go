@@ -92,11 +92,7 @@ func BenchmarkReadPackets(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(b)
 
 	var stop atomic.Bool
 	sent := make(chan struct{})

@@ -97,11 +97,7 @@ func TestMultiQueueSpreadsFlows(t *testing.T) {
 	r := readQueues(t, m)
 	const flows, perFlow = 32, 5
 	for range flows {
-		c, err := net.Dial("udp4", "198.18.0.2:9999")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialStack(t)
 		for i := range perFlow {
 			if _, err := fmt.Fprintf(c, "packet %d", i); err != nil {
 				t.Fatal(err)
@@ -234,11 +230,7 @@ func TestMultiQueueOffload(t *testing.T) {
 	}
 	r := readQueues(t, m)
 	for range 8 {
-		c, err := net.Dial("udp4", "198.18.0.2:9999")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialStack(t)
 		if _, err := c.Write([]byte("offloaded")); err != nil {
 			t.Fatal(err)
 		}

@@ -44,11 +44,7 @@ func TestOffloadKernelChecksums(t *testing.T) {
 	d := openOffload(t)
 	bufs, _ := newBufs(d.BatchSize(), 65536)
 
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t)
 	payload := make([]byte, 1000)
 	for i := range payload {
 		payload[i] = byte(i * 13)
@@ -117,11 +113,7 @@ func TestOffloadFallback(t *testing.T) {
 		t.Fatalf("Offload() = %v, Name %q; want false, %q", d.Offload(), d.Name(), DefaultName)
 	}
 
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t)
 	c.Write([]byte("plain"))
 	bufs, _ := newBufs(d.BatchSize(), 2048)
 	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool {

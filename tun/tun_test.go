@@ -33,6 +33,19 @@ func openTest(t *testing.T, cfg Config) *Device {
 	return d
 }
 
+// dialStack returns a UDP socket on the host aimed at 198.18.0.2:9999, so
+// each datagram it sends is routed into the test's TUN; it is closed when
+// the test ends.
+func dialStack(tb testing.TB) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("udp4", "198.18.0.2:9999")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
 func newBufs(n, size int) ([][]byte, []int) {
 	bufs := make([][]byte, n)
 	for i := range bufs {
@@ -201,11 +214,7 @@ func TestKernelDatagramReachesDevice(t *testing.T) {
 			if size == 0 {
 				size = d.MTU()
 			}
-			c, err := net.Dial("udp4", "198.18.0.2:9999")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialStack(t)
 			if _, err := c.Write([]byte("to the stack")); err != nil {
 				t.Fatal(err)
 			}
@@ -273,11 +282,7 @@ func TestBatchRead(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix})
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t)
 	// The kernel queues each datagram on the device before sendto returns,
 	// so all of them wait for the first ReadPackets.
 	const count = 40
@@ -313,11 +318,7 @@ func TestOversizedPacketDropped(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix})
-	c, err := net.Dial("udp4", "198.18.0.2:9999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t)
 	if _, err := c.Write(make([]byte, 1000)); err != nil {
 		t.Fatal(err)
 	}
