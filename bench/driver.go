@@ -159,7 +159,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
 		return
 	}
-	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 	if baseTarget(t) == "utcp" && d.profile {
 		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
 		if t == "utcp+off" {
@@ -229,7 +229,7 @@ func (d *driver) stopServer(s *server) {
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each
 // on a fresh server process.
 func (d *driver) memRound(ctx context.Context, r int, t string) {
-	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 	if d.o.idle > 0 {
 		s, err := startServer(ctx, t, so)
 		if err != nil {

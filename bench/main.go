@@ -57,11 +57,12 @@ type options struct {
 	tw         int
 	twBudget   time.Duration
 	verbose    bool
-	queues     int    // utcp serve --queues
-	procs      int    // GOMAXPROCS of the utcp server; 0 leaves it to Go
-	gvProcs    int    // GOMAXPROCS of the gVisor server; 0 leaves it to Go
-	txqlen     int    // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
-	cc         string // kernel TCP congestion control in the bench's namespaces; "" inherits
+	queues     int           // utcp serve --queues
+	procs      int           // utcp serve --procs (GOMAXPROCS); 0 keeps serve's default, one per queue
+	busyPoll   time.Duration // utcp serve --busy-poll; negative keeps serve's default
+	gvProcs    int           // GOMAXPROCS of the gVisor server; 0 leaves it to Go
+	txqlen     int           // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
+	cc         string        // kernel TCP congestion control in the bench's namespaces; "" inherits
 }
 
 var allTargets = []string{"utcp", "utcp+off", "gvisor", "gvisor+off", "kernel", "tun"}
@@ -88,7 +89,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.tw, "tw", 100000, "TIME_WAIT entries to create for the memory-per-TIME_WAIT figure")
 	fs.DurationVar(&o.twBudget, "tw-budget", 50*time.Second, "most time spent creating TIME_WAIT entries per target (the kernel keeps them 60 s)")
 	fs.IntVar(&o.queues, "utcp-queues", 1, "passed to utcp serve as --queues N (TUN queues, one reader goroutine each)")
-	fs.IntVar(&o.procs, "utcp-procs", 0, "GOMAXPROCS for the utcp server (cores it may use at once); 0 leaves Go's default")
+	fs.IntVar(&o.procs, "utcp-procs", 0, "passed to utcp serve as --procs N (GOMAXPROCS, cores it may use at once); 0 keeps serve's default, one per TUN queue")
+	fs.DurationVar(&o.busyPoll, "utcp-busy-poll", -1, "passed to utcp serve as --busy-poll D (0 turns busy polling off); negative keeps serve's default")
 	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")
 	fs.IntVar(&o.txqlen, "txqueuelen", 4096, "transmit queue length of every TUN (utcp, gVisor and the raw ceiling alike): utcp serve's default; 0 for the kernel's 500")
 	fs.StringVar(&o.cc, "cc", "cubic", "congestion control of the kernel's TCP sockets (the load clients and the kernel reference), set on each socket (TCP_CONGESTION): Linux's default cubic; \"\" keeps the namespace default, which a new namespace inherits from the host")

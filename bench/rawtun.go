@@ -29,7 +29,10 @@ type rawResult struct {
 
 func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error) {
 	var r rawResult
-	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen})
+	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen,
+		// Read as utcp serve reads by default, so the ceiling is not
+		// lower for want of the technique the stack uses.
+		BusyPoll: tun.DefaultBusyPoll})
 	if err != nil {
 		return r, err
 	}

@@ -49,13 +49,14 @@ type server struct {
 
 // serverOpts vary between the fast rounds and the memory figures.
 type serverOpts struct {
-	longTimeWait bool   // keep TIME_WAIT entries for minutes (memory figure)
-	cpuprofile   string // utcp only
-	queues       int    // utcp only: --queues
-	procs        int    // utcp only: GOMAXPROCS, 0 for Go's default
-	gvProcs      int    // gVisor only: GOMAXPROCS, 0 for Go's default
-	txqlen       int    // TUN txqueuelen for utcp and gVisor alike; 0 for the kernel's 500
-	cc           string // kernel only: its server's congestion control, as the clients'
+	longTimeWait bool          // keep TIME_WAIT entries for minutes (memory figure)
+	cpuprofile   string        // utcp only
+	queues       int           // utcp only: --queues
+	procs        int           // utcp only: --procs, 0 for serve's default
+	busyPoll     time.Duration // utcp only: --busy-poll, negative for serve's default
+	gvProcs      int           // gVisor only: GOMAXPROCS, 0 for Go's default
+	txqlen       int           // TUN txqueuelen for utcp and gVisor alike; 0 for the kernel's 500
+	cc           string        // kernel only: its server's congestion control, as the clients'
 	verbose      bool
 }
 
@@ -85,11 +86,14 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 		if o.queues > 1 {
 			args = append(args, "--queues", strconv.Itoa(o.queues))
 		}
+		if o.procs > 0 {
+			args = append(args, "--procs", strconv.Itoa(o.procs))
+		}
+		if o.busyPoll >= 0 {
+			args = append(args, "--busy-poll", o.busyPoll.String())
+		}
 		args = append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
 		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), args...)
-		if o.procs > 0 {
-			s.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(o.procs))
-		}
 	case "gvisor", "gvisor+off":
 		s.hostIf = "bgvs0"
 		if name == "gvisor+off" {

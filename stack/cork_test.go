@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"utcp/seg"
+	"utcp/timers"
 )
 
 // manualGSOLink gives a manual-mode fixture a segmenting link. Manual mode
@@ -131,5 +132,30 @@ func TestScriptedAutocorkReleasedByClose(t *testing.T) {
 	}
 	if n != 7300 || !segs[len(segs)-1].Flags.Has(FIN) {
 		t.Fatalf("after CloseWrite %d segments with %d bytes, want the held 7300 bytes and FIN", len(segs), n)
+	}
+}
+
+// busyPollLink is a link that reports busy-poll receptions, as a TUN
+// device with tun.Config.BusyPoll does.
+type busyPollLink struct{ manualGSOLink }
+
+func (busyPollLink) BusyPollRxPackets() uint64 { return 42 }
+
+// The stack shows the link's busy-poll count as TcpExtBusyPollRxPackets,
+// and 0 for a link that does not poll.
+func TestCountersShowLinkBusyPoll(t *testing.T) {
+	for _, c := range []struct {
+		link Link
+		want uint64
+	}{{busyPollLink{}, 42}, {manualGSOLink{}, 0}} {
+		s, err := New(Config{Link: c.link, Manual: true, Clock: &timers.ManualClock{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctr := s.Counters()
+		if got, ok := ctr.Get("TcpExtBusyPollRxPackets"); !ok || got != c.want {
+			t.Errorf("%T: TcpExtBusyPollRxPackets = %d (found %v); want %d", c.link, got, ok, c.want)
+		}
+		s.Close()
 	}
 }

@@ -60,6 +60,9 @@ type Counters struct {
 	SyncookiesRecv       uint64 `mib:"TcpExt"`
 	SyncookiesFailed     uint64 `mib:"TcpExt"`
 	EmbryonicRsts        uint64 `mib:"TcpExt"`
+	// Packets a busy-polling link read found without parking (the link's
+	// count, e.g. tun.Config.BusyPoll; 0 for a link that does not poll).
+	BusyPollRxPackets uint64 `mib:"TcpExt"`
 
 	// Ip and Icmp, the parts a TCP host needs.
 	InReceives      uint64 `mib:"Ip"`

@@ -643,12 +643,19 @@ func (s *Stack) TakeOutput() [][]byte {
 	return out
 }
 
+// busyPoller is a link that busy-polls its reads and counts what that
+// found (tun.Device and tun.MultiQueue with Config.BusyPoll).
+type busyPoller interface{ BusyPollRxPackets() uint64 }
+
 // Counters returns a snapshot of the counters.
 func (s *Stack) Counters() Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.ctr
 	c.CurrEstab = uint64(s.gauges[Established] + s.gauges[CloseWait])
+	if bp, ok := s.link.(busyPoller); ok {
+		c.BusyPollRxPackets = bp.BusyPollRxPackets()
+	}
 	return c
 }
 

@@ -218,6 +218,14 @@ func (m *MultiQueue) Stats() (truncated, gsoReads, gsoWrites, dropped uint64) {
 	return
 }
 
+// BusyPollRxPackets sums Device.BusyPollRxPackets over the queues.
+func (m *MultiQueue) BusyPollRxPackets() (n uint64) {
+	for _, d := range m.queues {
+		n += d.BusyPollRxPackets()
+	}
+	return n
+}
+
 // Close closes every queue; the interface disappears with the last one.
 // A second Close returns an error that errors.Is(err, os.ErrClosed).
 func (m *MultiQueue) Close() error {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,8 @@ type netFlags struct {
 	kaProbes     int
 	offload      bool
 	queues       int
+	procs        int
+	busyPoll     time.Duration
 	txqueuelen   int
 	cpuprofile   string
 	pprof        string
@@ -89,6 +92,8 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.IntVar(&n.kaProbes, "keepalive-probes", 9, "unanswered keepalive probes before the connection fails (tcp_keepalive_probes)")
 	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
 	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
+	fs.IntVar(&n.procs, "procs", 0, "cores the stack process runs Go code on at once (GOMAXPROCS); 0 means one per TUN queue, or $GOMAXPROCS if set")
+	fs.DurationVar(&n.busyPoll, "busy-poll", defaultBusyPoll, "how long a TUN read keeps polling an empty queue before it sleeps (like net.core.busy_read): lower latency for some CPU; 0 turns it off")
 	fs.IntVar(&n.txqueuelen, "txqueuelen", 4096, "TUN transmit queue length: packets the kernel holds for utcp to read before it drops (ip link txqueuelen); 0 keeps the kernel's 500, which one fast kernel sender overflows")
 	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
@@ -161,6 +166,12 @@ func (n *netFlags) check() (netSetup, error) {
 	if n.queues < 1 || n.queues > tun.MaxQueues {
 		return ns, failf("--queues %d: must be 1 to %d", n.queues, tun.MaxQueues)
 	}
+	if n.procs < 0 {
+		return ns, failf("--procs %d: must be 0 (one per queue) or positive", n.procs)
+	}
+	if n.busyPoll < 0 || n.busyPoll > tun.MaxBusyPoll {
+		return ns, failf("--busy-poll %v: must be 0 (off) to %v", n.busyPoll, tun.MaxBusyPoll)
+	}
 	if n.queues > 1 && n.pcap != "" {
 		// The capture tap is a single-queue Link: behind it the stack
 		// would read queue 0 only and miss the flows steered elsewhere.
@@ -181,6 +192,7 @@ type netEnv struct {
 
 // open creates the TUN device and the stack on it.
 func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
+	runtime.GOMAXPROCS(n.gomaxprocs(os.Getenv("GOMAXPROCS") != ""))
 	stopProfiling, err := n.startProfiling()
 	if err != nil {
 		return nil, err
@@ -287,11 +299,41 @@ type tunDevice interface {
 	Close() error
 }
 
+// defaultBusyPoll is --busy-poll's default. See gomaxprocs for why the two
+// go together.
+const defaultBusyPoll = tun.DefaultBusyPoll
+
+// gomaxprocs is the GOMAXPROCS the stack process runs with: --procs, else
+// $GOMAXPROCS when set (envSet), else one P per TUN queue, at most Go's
+// own default.
+//
+// One P per queue because each queue is one goroutine reading it, and
+// the stack's work on a packet is serial behind that read. A second P
+// buys no parallelism there, only cross-thread wake-ups: every goroutine
+// a read batch makes runnable (the application, the flusher) wakes a
+// second thread, which spins, sleeps and parks again. Measured with
+// go run ./bench --rounds 2 --mem-rounds 0 (bench/RESULTS.md), one P
+// against two for a single queue, both with --busy-poll: offload upload
+// 0.12 against 0.16 CPU s/GB, plain download 890 against 698 MB/s. Two
+// Ps had one thing going for them, request/response latency on this
+// virtual machine: an idle P's thread spinning kept a vCPU from halting.
+// --busy-poll does that on purpose, and only right after traffic.
+func (n *netFlags) gomaxprocs(envSet bool) int {
+	def := runtime.GOMAXPROCS(0)
+	switch {
+	case n.procs > 0:
+		return n.procs
+	case envSet:
+		return def
+	}
+	return min(n.queues, def)
+}
+
 // openDevice opens the TUN with --queues queues: a plain tun.Device for
 // one, a tun.MultiQueue (which the stack reads with one goroutine per
 // queue) for more.
 func (n *netFlags) openDevice(ns netSetup) (tunDevice, stack.Link, error) {
-	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload, TxQueueLen: n.txqueuelen}
+	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload, TxQueueLen: n.txqueuelen, BusyPoll: n.busyPoll}
 	if n.queues > 1 {
 		m, err := tun.OpenMultiQueue(cfg, n.queues)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,9 @@ func TestBadUsageIsOneLine(t *testing.T) {
 		{"serve", "--backlog", "0"},
 		{"serve", "--echo", "80"},
 		{"serve", "--delayed-ack", "-1s"},
+		{"serve", "--procs", "-1"},
+		{"serve", "--busy-poll", "-1us"},
+		{"serve", "--busy-poll", "1s"},
 		{"dial", "1.2.3.4"},
 		{"nstat", "[", "--control", "/nonexistent"},
 		{"nope"},
@@ -178,6 +182,28 @@ func TestBadUsageIsOneLine(t *testing.T) {
 		code := run(args, nil, &o, &e)
 		if code == 0 || strings.Count(e.String(), "\n") != 1 || !strings.HasPrefix(e.String(), "utcp") {
 			t.Errorf("utcp %v: exit %d, stderr %q: want failure with one line", args, code, e.String())
+		}
+	}
+}
+
+// GOMAXPROCS for the stack process: --procs wins, then $GOMAXPROCS, then
+// one P per TUN queue, never more than Go's own default.
+func TestGomaxprocs(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	for _, c := range []struct {
+		procs, queues int
+		envSet        bool
+		want          int
+	}{
+		{procs: 3, queues: 1, want: 3},
+		{procs: 3, queues: 1, envSet: true, want: 3},
+		{queues: 1, envSet: true, want: def},
+		{queues: 1, want: 1},
+		{queues: def + 4, want: def},
+	} {
+		n := netFlags{procs: c.procs, queues: c.queues}
+		if got := n.gomaxprocs(c.envSet); got != c.want {
+			t.Errorf("--procs %d --queues %d, $GOMAXPROCS set %v: got %d, want %d (Go's default here %d)", c.procs, c.queues, c.envSet, got, c.want, def)
 		}
 	}
 }
