@@ -416,7 +416,7 @@ func kernelComparable(key string) bool {
 // bounds it: upload is the stack reading from the TUN, download is the
 // stack writing to it.
 var ceilings = []struct{ fig, ppsKey, mbsKey, row string }{
-	{"upload", "tun_read_pps", "tun_read_mbs", "read (kernel sendmmsg -> TUN -> process)"},
+	{"upload", "tun_read_pps", "tun_read_mbs", "read (host packet socket -> TUN -> process)"},
 	{"download", "tun_write_pps", "tun_write_mbs", "write (process -> TUN -> kernel socket)"},
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"utcp/tun"
 )
@@ -38,8 +37,8 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 	}
 	defer dev.Close()
 
-	// Read direction: the host blasts UDP to 198.18.0.2 (routed into the
-	// TUN) with sendmmsg; the process reads and counts.
+	// Read direction: the host offers packets to 198.18.0.2 on the TUN's
+	// transmit path (packetSender); the process reads and counts.
 	var counted atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -72,22 +71,12 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 			}
 		}
 	}()
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: hostAddr.AsSlice()})
+	// The host side puts 1500-byte UDP packets to 198.18.0.2:9 on the
+	// TUN's transmit path with a packet socket (rawsend.go).
+	ps, err := newPacketSender(dev.Name(), udpPacket(hostAddr, stackAddr, 9000, 9, rawPktLen), 64)
 	if err != nil {
+		close(stop)
 		return r, err
-	}
-	pc := ipv4.NewPacketConn(uc)
-	dst := &net.UDPAddr{IP: stackAddr.AsSlice(), Port: 9}
-	// UDP GSO (UDP_SEGMENT): each send carries up to 44 datagrams that
-	// the kernel cuts at the device, as TCP's GSO does for the stacks'
-	// traffic, so the sender is not the bottleneck of the read figure.
-	payload := make([]byte, rawPktLen-28)
-	if gso := setUDPSegment(uc, rawPktLen-28); gso {
-		payload = make([]byte, 44*(rawPktLen-28))
-	}
-	msgs := make([]ipv4.Message, 16)
-	for i := range msgs {
-		msgs[i] = ipv4.Message{Buffers: [][]byte{payload}, Addr: dst}
 	}
 	time.Sleep(50 * time.Millisecond) // let the reader park
 	c0 := counted.Load()
@@ -95,8 +84,8 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 	end := start.Add(d)
 	var sent int64
 	for time.Now().Before(end) && ctx.Err() == nil {
-		n, err := pc.WriteBatch(msgs, 0)
-		sent += int64(n) * int64(len(payload)/(rawPktLen-28))
+		n, err := ps.send()
+		sent += int64(n)
 		if err != nil {
 			time.Sleep(time.Millisecond) // ENOBUFS and the like: back off
 		}
@@ -105,7 +94,7 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 	c1 := counted.Load()
 	r.readPPS = float64(c1-c0) / el
 	r.readSent, r.readCounted = sent, c1-c0
-	uc.Close()
+	ps.close()
 
 	// Write direction: the process writes prebuilt packets
 	// 198.18.0.2:9 -> 198.18.0.1:9000 into the TUN; a kernel UDP socket
@@ -163,20 +152,6 @@ func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error)
 	return r, nil
 }
 
-// setUDPSegment turns on UDP GSO with segments of size bytes; it reports
-// whether the kernel accepted it.
-func setUDPSegment(c *net.UDPConn, size int) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, size)
-	})
-	return serr == nil
-}
-
 // udpPacket builds an IPv4/UDP packet of total length n with a valid
 // header checksum and no UDP checksum (0 is allowed in IPv4, RFC 768).
 func udpPacket(src, dst netip.Addr, sport, dport uint16, n int) []byte {
@@ -203,5 +178,5 @@ func udpPacket(src, dst netip.Addr, sport, dport uint16, n int) []byte {
 }
 
 func (r rawResult) String() string {
-	return fmt.Sprintf("read %.0f pps, write %.0f pps (%.0f%% delivered)", r.readPPS, r.writePPS, 100*r.writeDelivered)
+	return fmt.Sprintf("read %.0f pps (%d of %d offered), write %.0f pps (%.0f%% delivered)", r.readPPS, r.readCounted, r.readSent, r.writePPS, 100*r.writeDelivered)
 }
