@@ -13,7 +13,9 @@
 // Connection: close connections per second with 1 and 32 clients, RSS per
 // idle connection (10,000 to the hold service) and per TIME_WAIT entry
 // (100,000, made by the server closing first), raw TUN packets per second
-// both ways. Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
+// both ways (read: a host packet socket offers packets as fast as it can
+// and the process reads them; write: the process writes, a kernel UDP
+// socket receives). Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
 // as a percentage of the kernel, and plain utcp upload/download as a
 // percentage of the raw TUN read/write ceiling of the same run (its packet
 // rate as TCP payload, 1448 bytes a packet, since the stacks' MB/s count

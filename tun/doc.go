@@ -17,6 +17,11 @@
 //     ReadPackets blocked waiting for a packet parks its goroutine, not a
 //     thread, and Close wakes it; it then returns an error that
 //     errors.Is(err, os.ErrClosed). Every call after Close does the same.
+//   - With Config.BusyPoll, a read that finds nothing queued tries again,
+//     yielding the processor between tries, until BusyPoll has passed since
+//     its first try; only then does it park. Polling never outlasts that
+//     bound, so an idle device costs no CPU. Packets a retry found are
+//     counted (Device.BusyPollRxPackets).
 //   - A read returns whole packets only: bufs[0] is filled by a read that may
 //     block, bufs[1:] only by packets the kernel has already queued, so a
 //     batch never waits for a second packet.
