@@ -88,7 +88,23 @@ func BenchmarkReadPackets(b *testing.B) {
 	if !netns.RunB(b) {
 		return
 	}
-	d, err := Open(Config{HostAddr: hostPrefix})
+	benchRead(b, 0)
+}
+
+// BenchmarkReadPacketsBusyPoll is BenchmarkReadPackets with utcp serve's
+// busy poll (netns.RunB takes no sub-benchmarks, hence a second one).
+func BenchmarkReadPacketsBusyPoll(b *testing.B) {
+	if !netns.RunB(b) {
+		return
+	}
+	benchRead(b, DefaultBusyPoll)
+}
+
+// benchRead reads 1400-byte datagrams that a host socket sends as fast as
+// it can, with Config.BusyPoll bp: the read path must allocate nothing
+// either way.
+func benchRead(b *testing.B, bp time.Duration) {
+	d, err := Open(Config{HostAddr: hostPrefix, BusyPoll: bp})
 	if err != nil {
 		b.Fatal(err)
 	}
