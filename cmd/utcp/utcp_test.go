@@ -138,16 +138,26 @@ func TestControlSSNstat(t *testing.T) {
 		}
 		return c
 	}
+	// Dial returns once the client is established; the handshake's last
+	// ACK may still be on its way to the server, which counts the passive
+	// open only when it arrives.
+	waitPassiveOpens := func(n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for srvStack.Counters().PassiveOpens < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("server counted %d passive opens in 5 s, want %d", srvStack.Counters().PassiveOpens, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	c1 := dial()
 	defer c1.Close()
+	waitPassiveOpens(1)
 	utcp("nstat", "-n", "--control", sock) // baseline: one passive open
 	c2 := dial()
 	defer c2.Close()
-	// The handshake's last ACK may still be in flight on the server side.
-	deadline := time.Now().Add(5 * time.Second)
-	for srvStack.Counters().PassiveOpens < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitPassiveOpens(2)
 	out := utcp("nstat", "--control", sock, "TcpPassiveOpens")
 	if want := "#utcp\nTcpPassiveOpens                 1\n"; out != want {
 		t.Fatalf("nstat delta:\n%q\nwant\n%q", out, want)
