@@ -159,7 +159,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
 		return
 	}
-	so := serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+	so := d.serverOpts()
 	if baseTarget(t) == "utcp" && d.profile {
 		so.cpuprofile = fmt.Sprintf("%s.r%d", d.o.cpuprofile, r)
 		if t == "utcp+off" {
@@ -226,10 +226,18 @@ func (d *driver) stopServer(s *server) {
 	}
 }
 
+// serverOpts are the server options the run's flags set; each round adds
+// its own (a profile file, long TIME_WAIT).
+func (d *driver) serverOpts() serverOpts {
+	return serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll,
+		gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+}
+
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each
 // on a fresh server process.
 func (d *driver) memRound(ctx context.Context, r int, t string) {
-	so := serverOpts{longTimeWait: true, verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+	so := d.serverOpts()
+	so.longTimeWait = true
 	if d.o.idle > 0 {
 		s, err := startServer(ctx, t, so)
 		if err != nil {
