@@ -200,3 +200,35 @@ func TestKernelCCAppliedPerSocket(t *testing.T) {
 		t.Fatalf("socket's congestion control %q after ccControl, want reno", name)
 	}
 }
+
+// The bench's utcp options reach utcp serve as its flags, and only when
+// set: --utcp-procs 0 and a negative --utcp-busy-poll keep serve's own
+// defaults, --utcp-busy-poll 0 turns polling off.
+func TestUtcpServeFlags(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.procs != 0 || o.busyPoll >= 0 {
+		t.Fatalf("defaults: procs %d, busyPoll %v; want 0 and negative (serve decides)", o.procs, o.busyPoll)
+	}
+	d := &driver{o: o}
+	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--txqueuelen 4096"; got != want {
+		t.Errorf("default flags %q, want %q", got, want)
+	}
+	o, err = parseOptions([]string{"--utcp-procs", "2", "--utcp-busy-poll", "0", "--utcp-queues", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = &driver{o: o}
+	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--queues 2 --procs 2 --busy-poll 0s --txqueuelen 4096"; got != want {
+		t.Errorf("flags %q, want %q", got, want)
+	}
+	// utcp serve parses durations with time.ParseDuration: "50µs" must
+	// come back as itself.
+	so := serverOpts{busyPoll: 50 * time.Microsecond}
+	f := so.utcpFlags()
+	if v, err := time.ParseDuration(f[1]); f[0] != "--busy-poll" || err != nil || v != so.busyPoll {
+		t.Errorf("busy-poll flag %q does not parse back to %v: %v", f[:2], so.busyPoll, err)
+	}
+}

@@ -60,6 +60,28 @@ type serverOpts struct {
 	verbose      bool
 }
 
+// utcpFlags are the utcp serve flags that o sets; an option left at its
+// "serve's default" value adds none.
+func (o serverOpts) utcpFlags() []string {
+	var args []string
+	if o.longTimeWait {
+		args = append(args, "--msl", "300s")
+	}
+	if o.cpuprofile != "" {
+		args = append(args, "--cpuprofile", o.cpuprofile)
+	}
+	if o.queues > 1 {
+		args = append(args, "--queues", strconv.Itoa(o.queues))
+	}
+	if o.procs > 0 {
+		args = append(args, "--procs", strconv.Itoa(o.procs))
+	}
+	if o.busyPoll >= 0 {
+		args = append(args, "--busy-poll", o.busyPoll.String())
+	}
+	return append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
+}
+
 // startServer starts target name, gives the host side its addresses and
 // waits until 198.18.0.2:7 accepts a connection (the readiness rule of
 // utcp serve).
@@ -77,23 +99,7 @@ func startServer(ctx context.Context, name string, o serverOpts) (*server, error
 			args[2] = s.hostIf
 			args = append(args, "--offload")
 		}
-		if o.longTimeWait {
-			args = append(args, "--msl", "300s")
-		}
-		if o.cpuprofile != "" {
-			args = append(args, "--cpuprofile", o.cpuprofile)
-		}
-		if o.queues > 1 {
-			args = append(args, "--queues", strconv.Itoa(o.queues))
-		}
-		if o.procs > 0 {
-			args = append(args, "--procs", strconv.Itoa(o.procs))
-		}
-		if o.busyPoll >= 0 {
-			args = append(args, "--busy-poll", o.busyPoll.String())
-		}
-		args = append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
-		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), args...)
+		s.cmd = exec.Command(filepath.Join(tmp, "utcp"), append(args, o.utcpFlags()...)...)
 	case "gvisor", "gvisor+off":
 		s.hostIf = "bgvs0"
 		if name == "gvisor+off" {
