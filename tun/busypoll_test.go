@@ -10,11 +10,20 @@ import (
 	"utcp/tun/netns"
 )
 
-// isOurDatagram reports whether p is the test's UDP datagram to
-// 198.18.0.2:9999 carrying want.
-func isOurDatagram(p []byte, want string) bool {
-	u, ok := parseUDP4(p)
-	return ok && u.dst.Port() == 9999 && string(u.payload) == want
+// readDatagramSentAfter has a host socket send want to 198.18.0.2:9999
+// after delay, and reads d until that datagram arrives.
+func readDatagramSentAfter(t *testing.T, d *Device, delay time.Duration, want string) {
+	t.Helper()
+	c := dialStack(t)
+	go func() {
+		time.Sleep(delay)
+		c.Write([]byte(want))
+	}()
+	bufs, _ := newBufs(d.BatchSize(), d.MTU())
+	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool {
+		u, ok := parseUDP4(p)
+		return !(ok && u.dst.Port() == 9999 && string(u.payload) == want)
+	})
 }
 
 // A packet that arrives while a read is busy polling is taken by a poll,
@@ -24,14 +33,8 @@ func TestBusyPollTakesPacketWhilePolling(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix, BusyPoll: MaxBusyPoll})
-	c := dialStack(t)
-	go func() {
-		// Well inside the 100 ms the first read polls for.
-		time.Sleep(10 * time.Millisecond)
-		c.Write([]byte("polled"))
-	}()
-	bufs, _ := newBufs(d.BatchSize(), d.MTU())
-	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool { return !isOurDatagram(p, "polled") })
+	// Well inside the 100 ms the first read polls for.
+	readDatagramSentAfter(t, d, 10*time.Millisecond, "polled")
 	if n := d.BusyPollRxPackets(); n == 0 {
 		t.Fatalf("BusyPollRxPackets = 0 after a datagram arrived 10 ms into a 100 ms busy poll; want ≥ 1")
 	}
@@ -43,13 +46,7 @@ func TestBusyPollOffCountsNothing(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix})
-	c := dialStack(t)
-	go func() {
-		time.Sleep(10 * time.Millisecond)
-		c.Write([]byte("parked"))
-	}()
-	bufs, _ := newBufs(d.BatchSize(), d.MTU())
-	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool { return !isOurDatagram(p, "parked") })
+	readDatagramSentAfter(t, d, 10*time.Millisecond, "parked")
 	if n := d.BusyPollRxPackets(); n != 0 {
 		t.Fatalf("BusyPollRxPackets = %d with BusyPoll off; want 0", n)
 	}
@@ -62,15 +59,9 @@ func TestBusyPollStopsWhenIdle(t *testing.T) {
 		return
 	}
 	d := openTest(t, Config{HostAddr: hostPrefix, BusyPoll: time.Millisecond})
-	c := dialStack(t)
 	const idle = 400 * time.Millisecond
 	cpu0 := processCPU(t)
-	go func() {
-		time.Sleep(idle)
-		c.Write([]byte("after idle"))
-	}()
-	bufs, _ := newBufs(d.BatchSize(), d.MTU())
-	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool { return !isOurDatagram(p, "after idle") })
+	readDatagramSentAfter(t, d, idle, "after idle")
 	// A read that kept polling would burn the whole idle time on one core.
 	if used := processCPU(t) - cpu0; used > idle/4 {
 		t.Fatalf("the process used %v of CPU while the device sat idle for %v with a 1 ms busy poll; want far less", used, idle)
