@@ -134,6 +134,16 @@ func (t *Tap) Err() error {
 	return t.err
 }
 
+// BusyPollRxPackets is the inner link's busy-poll count, 0 if it does
+// not poll (tun.Config.BusyPoll), so that a capture leaves the stack's
+// TcpExtBusyPollRxPackets as it was.
+func (t *Tap) BusyPollRxPackets() uint64 {
+	if bp, ok := t.inner.(interface{ BusyPollRxPackets() uint64 }); ok {
+		return bp.BusyPollRxPackets()
+	}
+	return 0
+}
+
 // MTU returns the inner link's MTU.
 func (t *Tap) MTU() int { return t.inner.MTU() }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,5 +284,27 @@ func TestPcapReadByTcpdump(t *testing.T) {
 	}
 	if strings.Contains(stdout.String()+stderr.String(), "bad") {
 		t.Errorf("tcpdump complained:\n%s%s", stdout.String(), stderr.String())
+	}
+}
+
+// busyLink is a Link that reports a busy-poll count, as a tun.Device does.
+type busyLink struct{ *Endpoint }
+
+func (busyLink) BusyPollRxPackets() uint64 { return 7 }
+
+// A Tap passes the inner link's busy-poll count through, and reads 0 over
+// a link that does not poll.
+func TestTapForwardsBusyPollCount(t *testing.T) {
+	a, b := NewPipe(1500, 8)
+	defer b.Close()
+	w, err := NewPcapWriter(io.Discard, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := NewTap(busyLink{a}, w).BusyPollRxPackets(); got != 7 {
+		t.Errorf("Tap over a polling link: BusyPollRxPackets = %d, want 7", got)
+	}
+	if got := NewTap(a, w).BusyPollRxPackets(); got != 0 {
+		t.Errorf("Tap over a pipe: BusyPollRxPackets = %d, want 0", got)
 	}
 }
