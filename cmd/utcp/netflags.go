@@ -93,7 +93,7 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
 	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
 	fs.IntVar(&n.procs, "procs", 0, "cores the stack process runs Go code on at once (GOMAXPROCS); 0 means one per TUN queue, or $GOMAXPROCS if set")
-	fs.DurationVar(&n.busyPoll, "busy-poll", defaultBusyPoll, "how long a TUN read keeps polling an empty queue before it sleeps (like net.core.busy_read): lower latency for some CPU; 0 turns it off")
+	fs.DurationVar(&n.busyPoll, "busy-poll", tun.DefaultBusyPoll, "how long a TUN read keeps polling an empty queue before it sleeps (like net.core.busy_read): lower latency for some CPU; 0 turns it off")
 	fs.IntVar(&n.txqueuelen, "txqueuelen", 4096, "TUN transmit queue length: packets the kernel holds for utcp to read before it drops (ip link txqueuelen); 0 keeps the kernel's 500, which one fast kernel sender overflows")
 	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
@@ -299,10 +299,6 @@ type tunDevice interface {
 	Close() error
 }
 
-// defaultBusyPoll is --busy-poll's default. See gomaxprocs for why the two
-// go together.
-const defaultBusyPoll = tun.DefaultBusyPoll
-
 // gomaxprocs is the GOMAXPROCS the stack process runs with: --procs, else
 // $GOMAXPROCS when set (envSet), else one P per TUN queue, at most Go's
 // own default.
@@ -317,7 +313,8 @@ const defaultBusyPoll = tun.DefaultBusyPoll
 // 0.12 against 0.16 CPU s/GB, plain download 890 against 698 MB/s. Two
 // Ps had one thing going for them, request/response latency on this
 // virtual machine: an idle P's thread spinning kept a vCPU from halting.
-// --busy-poll does that on purpose, and only right after traffic.
+// --busy-poll (default tun.DefaultBusyPoll) does that on purpose, and only
+// right after traffic; the two defaults go together.
 func (n *netFlags) gomaxprocs(envSet bool) int {
 	def := runtime.GOMAXPROCS(0)
 	switch {
