@@ -66,6 +66,15 @@ func TestKernel(t *testing.T) {
 // shell runs a sh -c script (bounded in time) and returns its stdout.
 func shell(t *testing.T, script string) string {
 	t.Helper()
+	// A missing tool inside a pipeline (nc ... | head) would show only as
+	// empty output; say what is missing instead.
+	for _, w := range strings.Fields(script) {
+		if pkg, ok := testTools[w]; ok {
+			if _, err := exec.LookPath(w); err != nil {
+				t.Fatalf("%s is not installed (Debian package %s; .ci/run installs what the tests use)", w, pkg)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
@@ -77,6 +86,10 @@ func shell(t *testing.T, script string) string {
 	}
 	return o.String()
 }
+
+// testTools are the host commands the kernel tests run, with the Debian
+// package of each.
+var testTools = map[string]string{"nc": "netcat-openbsd", "curl": "curl", "ping": "iputils-ping", "tcpdump": "tcpdump"}
 
 // randomFile writes n seeded pseudo-random bytes and returns the path and
 // their SHA-256. The seed is logged so a failure replays.

@@ -85,16 +85,10 @@ func openQueue(cfg Config, f *os.File, name string, offload, configureLink bool)
 	if configureLink {
 		return openFile(cfg, f, name, offload)
 	}
-	d := &Device{name: name, mtu: cfg.MTU, file: f, offload: offload}
-	d.r.fn = d.r.read
-	d.w.fn = d.w.write
-	if offload {
-		d.r.fn = d.r.readVnet
-		d.w.fn = d.w.writeVnet
-		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
-	}
+	d := newDevice(cfg, f, name, offload)
 	rc, err := f.SyscallConn()
 	if err != nil {
+		d.closeRings()
 		f.Close()
 		return nil, fmt.Errorf("tun: %s: raw descriptor: %w", name, err)
 	}
@@ -177,6 +171,16 @@ func (m *MultiQueue) BatchSize() int { return batchSize }
 
 // Offload reports whether the queues run with offloads.
 func (m *MultiQueue) Offload() bool { return m.queues[0].Offload() }
+
+// IOURing reports whether every queue batches through io_uring.
+func (m *MultiQueue) IOURing() bool {
+	for _, d := range m.queues {
+		if !d.IOURing() {
+			return false
+		}
+	}
+	return true
+}
 
 // Queues returns the queues, each a Device bound to one descriptor. The
 // slice must not be modified; closing one queue detaches it only.

@@ -69,6 +69,14 @@ type Config struct {
 	// device costs nothing: polling stops BusyPoll after the last packet.
 	// 0 turns it off; at most MaxBusyPoll.
 	BusyPoll time.Duration
+
+	// NoIOURing makes a plain (not Offload) device read and write with
+	// one system call per packet. By default it submits a batch's reads,
+	// or a batch's writes, in one io_uring_enter (uring.go), which is
+	// what makes a plain TUN fast where system calls are dear; a kernel
+	// without io_uring, or one that forbids it, gets the per-packet calls
+	// anyway. Device.IOURing tells which.
+	NoIOURing bool
 }
 
 // MaxBusyPoll bounds Config.BusyPoll.
@@ -147,6 +155,19 @@ func Open(cfg Config) (*Device, error) {
 
 // openFile finishes Open on an attached TUN descriptor.
 func openFile(cfg Config, file *os.File, name string, offload bool) (*Device, error) {
+	d := newDevice(cfg, file, name, offload)
+	if err := d.init(cfg); err != nil {
+		d.closeRings()
+		file.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDevice wraps an attached descriptor: it picks the read and write
+// paths (offload or plain, io_uring or one call per packet) and the busy
+// poll. Open and every queue of OpenMultiQueue share it.
+func newDevice(cfg Config, file *os.File, name string, offload bool) *Device {
 	d := &Device{name: name, mtu: cfg.MTU, file: file, offload: offload, busyPoll: cfg.BusyPoll}
 	d.r.fn = d.r.read
 	d.r.tryFn = func(fd uintptr) bool {
@@ -154,17 +175,29 @@ func openFile(cfg Config, file *os.File, name string, offload bool) (*Device, er
 		return true // never park: busyRead decides whether to try again
 	}
 	d.w.fn = d.w.write
-	if offload {
+	switch {
+	case offload:
 		d.r.fn = d.r.readVnet
 		d.w.fn = d.w.writeVnet
 		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
+	case !cfg.NoIOURing:
+		// Where the kernel has no io_uring or forbids it, each packet
+		// keeps its own system call.
+		if ring, err := newURing(batchSize); err == nil {
+			d.w.ring = ring
+			d.w.fn = d.w.writeRing
+		}
+		if ring, err := newURing(batchSize); err == nil {
+			d.r.ring = ring
+			d.r.fn = d.r.readRing
+		}
 	}
-	if err := d.init(cfg); err != nil {
-		file.Close()
-		return nil, err
-	}
-	return d, nil
+	return d
 }
+
+// IOURing reports whether the device reads and writes its packets in
+// batches through io_uring (Config.NoIOURing, and kernel support).
+func (d *Device) IOURing() bool { return d.r.ring != nil && d.w.ring != nil }
 
 func (d *Device) init(cfg Config) error {
 	rc, err := d.file.SyscallConn()
@@ -278,6 +311,12 @@ type reader struct {
 	iov       [2]unix.Iovec
 	spare     [1]byte
 
+	// Plain devices with io_uring (uring.go): a batch of reads per call.
+	ring     *uring
+	ringRes  [batchSize]int32
+	ringIovs [batchSize][2]unix.Iovec
+	ringWant int // reads the next batch asks for (readRing)
+
 	// Offload only (offload_read.go).
 	trusted  []bool
 	vhdr     [vnetHdrLen]byte
@@ -350,6 +389,94 @@ func (r *reader) read(fd uintptr) bool {
 	}
 	return true
 }
+
+// readRing is read with a batch of reads in one io_uring_enter. How many
+// it asks for follows what the last batch found: twice the packets it got
+// (at least ringMinReads), so a busy queue is drained in a call or two and
+// an idle one costs a few empty reads rather than a whole batch's.
+//
+// The reads run in order, but a packet may arrive between them: read i
+// finds the queue empty and read i+1 gets the newcomer. Packets are
+// therefore taken in result order and moved down over such a gap (a copy,
+// and a rare one), so bufs[0:n] holds them in arrival order as with read.
+func (r *reader) readRing(fd uintptr) bool {
+	for r.n < len(r.bufs) {
+		start := r.n
+		k := min(len(r.bufs)-start, max(r.ringWant, ringMinReads))
+		for i := range k {
+			buf := r.bufs[start+i]
+			switch {
+			case len(buf) > maxMTU:
+				r.ring.prep(i, uringOpRead, fd, unsafe.Pointer(&buf[0]), len(buf))
+			default:
+				iov := &r.ringIovs[i]
+				nv := 0
+				if len(buf) > 0 {
+					iov[0] = unix.Iovec{Base: &buf[0]}
+					iov[0].SetLen(len(buf))
+					nv++
+				}
+				iov[nv] = unix.Iovec{Base: &r.spare[0]}
+				iov[nv].SetLen(len(r.spare))
+				r.ring.prep(i, uringOpReadv, fd, unsafe.Pointer(&iov[0]), nv+1)
+			}
+			r.ring.noWait(i)
+		}
+		err := r.ring.submit(k, r.ringRes[:k])
+		for i := range k {
+			r.ringIovs[i] = [2]unix.Iovec{}
+		}
+		if err != nil {
+			r.err = err
+			return true
+		}
+		empty := r.takeReads(start, k)
+		r.ringWant = 2 * (r.n - start)
+		switch {
+		case r.err != nil:
+			return true
+		case empty:
+			return r.n > 0
+		}
+	}
+	return true
+}
+
+// takeReads takes the results of reads into bufs[start:start+k] in order,
+// moving each packet down to bufs[r.n] over any gap left by a read that
+// found nothing. It reports whether some read found the queue empty; the
+// first error other than EAGAIN is kept in r.err.
+func (r *reader) takeReads(start, k int) (empty bool) {
+	for i := range k {
+		res := r.ringRes[i]
+		if res < 0 {
+			switch errno := unix.Errno(-res); errno {
+			case unix.EAGAIN, unix.EINTR, unix.ECANCELED:
+				empty = empty || errno == unix.EAGAIN
+			default:
+				if r.err == nil {
+					r.err = errno // packets read after it are still taken
+				}
+			}
+			continue
+		}
+		m, buf := int(res), r.bufs[start+i]
+		if m > len(buf) {
+			r.truncated.Add(1) // see read
+			continue
+		}
+		if start+i != r.n {
+			copy(r.bufs[r.n], buf[:m]) // closes a gap (see readRing)
+		}
+		r.sizes[r.n] = m
+		r.n++
+	}
+	return empty
+}
+
+// ringMinReads is the fewest reads readRing asks for: one for the packet
+// that woke the reader and one for a likely follower.
+const ringMinReads = 2
 
 // readv reads one packet into buf plus one spare byte, so that a packet
 // longer than buf shows as a count larger than len(buf): with IFF_NO_PI the
@@ -460,6 +587,11 @@ type writer struct {
 	n    int
 	err  error
 
+	// Plain devices with io_uring (uring.go): one io_uring_enter per batch.
+	ring     *uring
+	ringRes  [batchSize]int32
+	ringIovs [batchSize][2]unix.Iovec
+
 	// Offload only (offload_write.go).
 	mtu        int
 	iov        []unix.Iovec
@@ -470,6 +602,65 @@ type writer struct {
 	gsoWrites  atomic.Uint64
 	coalesced  atomic.Uint64
 	gsoRefused atomic.Uint64
+}
+
+// writeRing is write with the batch's packets in one io_uring_enter. The
+// writes are linked, so the first that fails cancels the ones after it
+// and, as with write, bufs[w.n] is the one that failed and nothing past it
+// was written.
+func (w *writer) writeRing(fd uintptr) bool {
+	for w.n < len(w.bufs) {
+		k := min(len(w.bufs)-w.n, len(w.ringRes))
+		for i := range k {
+			b, pay := w.bufs[w.n+i], w.pay(w.n+i)
+			switch {
+			case pay != nil:
+				iov := &w.ringIovs[i]
+				nv := 0
+				if len(b) > 0 {
+					iov[0] = unix.Iovec{Base: &b[0]}
+					iov[0].SetLen(len(b))
+					nv++
+				}
+				iov[nv] = unix.Iovec{Base: &pay[0]}
+				iov[nv].SetLen(len(pay))
+				w.ring.prep(i, uringOpWritev, fd, unsafe.Pointer(&iov[0]), nv+1)
+			case len(b) > 0:
+				w.ring.prep(i, uringOpWrite, fd, unsafe.Pointer(&b[0]), len(b))
+			default:
+				w.ring.prep(i, uringOpWrite, fd, nil, 0)
+			}
+			if i < k-1 {
+				w.ring.linkNext(i)
+			}
+		}
+		err := w.ring.submit(k, w.ringRes[:k])
+		for i := range k {
+			w.ringIovs[i] = [2]unix.Iovec{} // do not keep the caller's buffers reachable
+		}
+		if err != nil {
+			w.err = err
+			return true
+		}
+	results:
+		for i := range k {
+			res := w.ringRes[i]
+			if res >= 0 {
+				w.n++
+				continue
+			}
+			switch errno := unix.Errno(-res); errno {
+			case unix.EINTR, unix.ECANCELED:
+				break results // not written; the next round starts with it
+			case unix.EAGAIN:
+				return false // wait until writable
+			default:
+				w.err = errno
+				return true
+			}
+		}
+	}
+	return true
 }
 
 // write is the poller callback for WritePackets. A TUN write is one whole
@@ -525,10 +716,30 @@ func (d *Device) Close() error {
 	// os.File.Close evicts the descriptor from the poller (waking parked
 	// readers and writers) and waits until the last of them lets go before
 	// close(2), so the interface is gone when this returns.
-	if err := d.file.Close(); err != nil {
+	err := d.file.Close()
+	d.closeRings()
+	if err != nil {
 		return fmt.Errorf("tun: close %s: %w", d.name, err)
 	}
 	return nil
+}
+
+// closeRings releases the io_uring instances. No read or write reaches
+// them once the descriptor is closed (the poller refuses it before calling
+// back); the locks wait out one that was finishing.
+func (d *Device) closeRings() {
+	d.r.mu.Lock()
+	if d.r.ring != nil {
+		d.r.ring.close()
+		d.r.ring = nil
+	}
+	d.r.mu.Unlock()
+	d.w.mu.Lock()
+	if d.w.ring != nil {
+		d.w.ring.close()
+		d.w.ring = nil
+	}
+	d.w.mu.Unlock()
 }
 
 func (d *Device) closedError(op string) error {
