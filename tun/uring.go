@@ -88,8 +88,6 @@ const (
 	uringOffSQRing = 0
 	uringOffSQEs   = 0x10000000
 
-	uringSQELink = 1 << 2 // IOSQE_IO_LINK
-
 	uringFeatSingleMmap = 1 << 0
 	uringSetupSubmitAll = 1 << 7
 )
@@ -166,14 +164,6 @@ func (u *uring) prep(i int, op uint8, fd uintptr, addr unsafe.Pointer, n int) {
 // read whenever a packet comes, which is not a batched read(2) any more.
 func (u *uring) noWait(i int) {
 	u.sqes[(*u.sqTail+uint32(i))&u.sqMask].rwFlags |= unix.RWF_NOWAIT
-}
-
-// linkNext makes slot i's successor start only if slot i succeeds; a
-// failure cancels the rest of the chain (ECANCELED). Only for writes: a
-// read shorter than its buffer, which every packet read is, counts as a
-// failure and would cut the chain.
-func (u *uring) linkNext(i int) {
-	u.sqes[(*u.sqTail+uint32(i))&u.sqMask].flags |= uringSQELink
 }
 
 // submit hands the first n prepared slots to the kernel in one

@@ -76,8 +76,8 @@ func TestReadsKeepOrder(t *testing.T) {
 // TestWriteStopsAtBadPacketNothingAfter checks the rest of WritePackets'
 // error contract on both paths: bufs[n] failed and nothing after it was
 // written, so a caller that skips it and goes on sends no packet twice.
-// io_uring gets this from linked writes; unlinked, the third packet would
-// reach the socket here.
+// With io_uring the bad packet is caught before the batch is submitted;
+// submitted with the others, the third packet would reach the socket.
 func TestWriteStopsAtBadPacketNothingAfter(t *testing.T) {
 	if !netns.Run(t) {
 		return
