@@ -393,7 +393,7 @@ func (r *reader) read(fd uintptr) bool {
 // readRing is read with a batch of reads in one io_uring_enter. How many
 // it asks for follows what the last batch found: twice the packets it got
 // (at least ringMinReads), so a busy queue is drained in a call or two and
-// an idle one costs a few empty reads rather than a whole batch's.
+// an idle one costs one empty read rather than a whole batch's.
 //
 // The reads run in order, but a packet may arrive between them: read i
 // finds the queue empty and read i+1 gets the newcomer. Packets are
@@ -474,9 +474,10 @@ func (r *reader) takeReads(start, k int) (empty bool) {
 	return empty
 }
 
-// ringMinReads is the fewest reads readRing asks for: one for the packet
-// that woke the reader and one for a likely follower.
-const ringMinReads = 2
+// ringMinReads is the fewest reads readRing asks for. After a batch that
+// found nothing (the busy poll's tries) one read is enough; after one
+// packet, the doubling asks for two.
+const ringMinReads = 1
 
 // readv reads one packet into buf plus one spare byte, so that a packet
 // longer than buf shows as a count larger than len(buf): with IFF_NO_PI the
