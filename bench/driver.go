@@ -147,7 +147,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 	dur := d.o.duration
 	if t == "tun" {
 		d.logf("round %d/%d tun: raw TUN ceiling ...", r, d.o.rounds)
-		rr, err := rawTUN(ctx, dur, d.o.txqlen)
+		rr, err := rawTUN(ctx, dur, d.o.txqlen, d.o.noIOURing)
 		if err != nil {
 			d.logf("round %d tun: %v", r, err)
 			return
@@ -230,7 +230,7 @@ func (d *driver) stopServer(s *server) {
 // its own (a profile file, long TIME_WAIT).
 func (d *driver) serverOpts() serverOpts {
 	return serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll,
-		gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+		noIOURing: d.o.noIOURing, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 }
 
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each

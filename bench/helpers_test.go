@@ -203,7 +203,8 @@ func TestKernelCCAppliedPerSocket(t *testing.T) {
 
 // The bench's utcp options reach utcp serve as its flags, and only when
 // set: --utcp-procs 0 and a negative --utcp-busy-poll keep serve's own
-// defaults, --utcp-busy-poll 0 turns polling off.
+// defaults, --utcp-busy-poll 0 turns polling off, --no-io-uring reaches
+// serve as --io-uring=false.
 func TestUtcpServeFlags(t *testing.T) {
 	o, err := parseOptions(nil, io.Discard)
 	if err != nil {
@@ -216,12 +217,12 @@ func TestUtcpServeFlags(t *testing.T) {
 	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--txqueuelen 4096"; got != want {
 		t.Errorf("default flags %q, want %q", got, want)
 	}
-	o, err = parseOptions([]string{"--utcp-procs", "2", "--utcp-busy-poll", "0", "--utcp-queues", "2"}, io.Discard)
+	o, err = parseOptions([]string{"--utcp-procs", "2", "--utcp-busy-poll", "0", "--utcp-queues", "2", "--no-io-uring"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d = &driver{o: o}
-	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--queues 2 --procs 2 --busy-poll 0s --txqueuelen 4096"; got != want {
+	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--queues 2 --procs 2 --busy-poll 0s --io-uring=false --txqueuelen 4096"; got != want {
 		t.Errorf("flags %q, want %q", got, want)
 	}
 	// utcp serve parses durations with time.ParseDuration: "50µs" must

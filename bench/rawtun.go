@@ -26,12 +26,13 @@ type rawResult struct {
 	readSent, readCounted int64
 }
 
-func rawTUN(ctx context.Context, d time.Duration, txqlen int) (rawResult, error) {
+func rawTUN(ctx context.Context, d time.Duration, txqlen int, noIOURing bool) (rawResult, error) {
 	var r rawResult
 	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen,
-		// Read as utcp serve reads by default, so the ceiling is not
-		// lower for want of the technique the stack uses.
-		BusyPoll: tun.DefaultBusyPoll})
+		// Read and write as utcp serve does (busy poll, and io_uring
+		// unless --no-io-uring), so the ceiling is not lower for want of
+		// a technique the stack uses.
+		BusyPoll: tun.DefaultBusyPoll, NoIOURing: noIOURing})
 	if err != nil {
 		return r, err
 	}

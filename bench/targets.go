@@ -54,6 +54,7 @@ type serverOpts struct {
 	queues       int           // utcp only: --queues
 	procs        int           // utcp only: --procs, 0 for serve's default
 	busyPoll     time.Duration // utcp only: --busy-poll, negative for serve's default
+	noIOURing    bool          // utcp only: --io-uring=false
 	gvProcs      int           // gVisor only: GOMAXPROCS, 0 for Go's default
 	txqlen       int           // TUN txqueuelen for utcp and gVisor alike; 0 for the kernel's 500
 	cc           string        // kernel only: its server's congestion control, as the clients'
@@ -78,6 +79,9 @@ func (o serverOpts) utcpFlags() []string {
 	}
 	if o.busyPoll >= 0 {
 		args = append(args, "--busy-poll", o.busyPoll.String())
+	}
+	if o.noIOURing {
+		args = append(args, "--io-uring=false")
 	}
 	return append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
 }

@@ -40,34 +40,58 @@ func (r *reader) readVnet(fd uintptr) bool {
 			r.dropped.Add(1)
 			continue
 		}
-		var h vnetHdr
-		h.decode(r.vhdr[:])
-		p := buf[:m-vnetHdrLen]
-		trusted := false
-		if r.trusted != nil {
-			trusted = finishTrusted(&h, p)
-		}
-		if trusted {
-			r.trustedN.Add(1)
-		} else {
-			switch finishPacket(&h, p) {
-			case finishDrop:
-				r.dropped.Add(1)
-				continue
-			case finishCsum:
-				r.csums.Add(1)
-			}
-		}
-		if h.gsoType != unix.VIRTIO_NET_HDR_GSO_NONE {
-			r.gsoReads.Add(1)
-		}
-		if r.trusted != nil {
-			r.trusted[r.n] = trusted
-		}
-		r.sizes[r.n] = len(p)
-		r.n++
+		r.acceptVnet(r.vhdr[:], buf[:m-vnetHdrLen])
 	}
 	return true
+}
+
+// takeVnet takes one io_uring read of m bytes (header, then packet into
+// buf) as readVnet takes one readv3; moveDown says a read before it found
+// nothing, so the packet moves down to bufs[r.n] (see readRing).
+func (r *reader) takeVnet(vhdr, buf []byte, m int, moveDown bool) {
+	switch {
+	case m > vnetHdrLen+len(buf):
+		r.truncated.Add(1) // see readVnet
+		return
+	case m < vnetHdrLen:
+		r.dropped.Add(1)
+		return
+	}
+	p := buf[:m-vnetHdrLen]
+	if moveDown {
+		p = r.bufs[r.n][:copy(r.bufs[r.n], p)]
+	}
+	r.acceptVnet(vhdr, p)
+}
+
+// acceptVnet finishes packet p, read behind the virtio header vhdr, and
+// keeps it as packet r.n, or counts it dropped.
+func (r *reader) acceptVnet(vhdr, p []byte) {
+	var h vnetHdr
+	h.decode(vhdr)
+	trusted := false
+	if r.trusted != nil {
+		trusted = finishTrusted(&h, p)
+	}
+	if trusted {
+		r.trustedN.Add(1)
+	} else {
+		switch finishPacket(&h, p) {
+		case finishDrop:
+			r.dropped.Add(1)
+			return
+		case finishCsum:
+			r.csums.Add(1)
+		}
+	}
+	if h.gsoType != unix.VIRTIO_NET_HDR_GSO_NONE {
+		r.gsoReads.Add(1)
+	}
+	if r.trusted != nil {
+		r.trusted[r.n] = trusted
+	}
+	r.sizes[r.n] = len(p)
+	r.n++
 }
 
 // readv3 reads one virtio header into r.vhdr and the packet into buf, plus

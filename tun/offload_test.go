@@ -320,10 +320,32 @@ func gsoSegment(t *testing.T, h vnetHdr, p []byte) [][]byte {
 	return out
 }
 
+// TestWriteVnetCoalesces writes a packet alone, a run that coalesces
+// into one GSO write and another packet alone, with one writev each and
+// with the lone ones batched through io_uring: either way the receiver
+// must see the caller's packets in the caller's order.
 func TestWriteVnetCoalesces(t *testing.T) {
+	for _, ring := range []bool{false, true} {
+		name := "writev"
+		if ring {
+			name = "io_uring"
+		}
+		t.Run(name, func(t *testing.T) { testWriteVnetCoalesces(t, ring) })
+	}
+}
+
+func testWriteVnetCoalesces(t *testing.T, ring bool) {
 	a, b := seqpacket(t)
 	var w writer
 	w.iov = make([]unix.Iovec, 0, 8)
+	if ring {
+		u, err := newURing(batchSize)
+		if err != nil {
+			t.Fatalf("io_uring: %v", err)
+		}
+		defer u.close()
+		w.ring = u
+	}
 	in := segs(40, 1448)
 	// The last carries PSH and is short; then one odd packet alone.
 	in[39] = in[39][:52+500]
@@ -334,14 +356,15 @@ func TestWriteVnetCoalesces(t *testing.T) {
 	in[39][36], in[39][37] = 0, 0
 	binary.BigEndian.PutUint16(in[39][36:], checksum(refPseudo(in[39], 6, len(in[39])-20), in[39][20:]))
 	udp := buildUDP4(tSrc, tDst, []byte("alone"))
+	in = append([][]byte{buildUDP4(tSrc, tDst, []byte("first, alone"))}, in...)
 	in = append(in, udp)
 
 	w.bufs = in
 	if !w.writeVnet(uintptr(a)) || w.err != nil || w.n != len(in) {
 		t.Fatalf("writeVnet: n=%d err=%v", w.n, w.err)
 	}
-	// 39×1448+500 payload bytes and 52 of headers fit in 64 KiB: one
-	// super-packet, then the datagram alone.
+	// A datagram alone; 39×1448+500 payload bytes and 52 of headers fit
+	// in 64 KiB: one super-packet; then the other datagram alone.
 	msgs := readAll(t, b)
 	var got [][]byte
 	for _, m := range msgs {
@@ -357,8 +380,8 @@ func TestWriteVnetCoalesces(t *testing.T) {
 		}
 		got = append(got, gsoSegment(t, h, p)...)
 	}
-	if len(msgs) != 2 || w.gsoWrites.Load() != 1 || w.coalesced.Load() != 40 {
-		t.Fatalf("%d writes, GSOWrites %d, CoalescedSegments %d; want 2, 1, 40", len(msgs), w.gsoWrites.Load(), w.coalesced.Load())
+	if len(msgs) != 3 || w.gsoWrites.Load() != 1 || w.coalesced.Load() != 40 {
+		t.Fatalf("%d writes, GSOWrites %d, CoalescedSegments %d; want 3, 1, 40", len(msgs), w.gsoWrites.Load(), w.coalesced.Load())
 	}
 	if len(got) != len(in) {
 		t.Fatalf("%d packets after segmentation, want %d", len(got), len(in))
@@ -405,7 +428,19 @@ func drain(fd int) {
 	}
 }
 
+// TestReadVnet reads virtio-header packets both ways an offload device
+// can: one readv per packet, and a batch of reads through io_uring.
 func TestReadVnet(t *testing.T) {
+	for _, ring := range []bool{false, true} {
+		name := "readv"
+		if ring {
+			name = "io_uring"
+		}
+		t.Run(name, func(t *testing.T) { testReadVnet(t, ring) })
+	}
+}
+
+func testReadVnet(t *testing.T, ring bool) {
 	a, b := seqpacket(t)
 	big := buildTCP4(tcpSpec{src: tDst, dst: tSrc, seq: 5, ack: 6, flags: tcpFlagACK, win: 100, payload: bytes.Repeat([]byte{0xa5, 0x5a, 3}, 20000)})
 	udp := buildUDP4(tDst, tSrc, []byte("plain"))
@@ -425,10 +460,20 @@ func TestReadVnet(t *testing.T) {
 	unix.Write(a, []byte{1, 2, 3}) // shorter than a virtio header: dropped
 
 	var r reader
+	read := r.readVnet
+	if ring {
+		u, err := newURing(batchSize)
+		if err != nil {
+			t.Fatalf("io_uring: %v", err)
+		}
+		defer u.close()
+		r.ring, r.vnet = u, true
+		read = r.readRing
+	}
 	bufs := [][]byte{make([]byte, 65536), make([]byte, 65536), make([]byte, 1500), make([]byte, 1500)}
 	r.bufs, r.sizes = bufs, make([]int, len(bufs))
-	if !r.readVnet(uintptr(b)) || r.err != nil {
-		t.Fatalf("readVnet: %v", r.err)
+	if !read(uintptr(b)) || r.err != nil {
+		t.Fatalf("read: %v", r.err)
 	}
 	if r.n != 2 || !bytes.Equal(bufs[0][:r.sizes[0]], big) || !bytes.Equal(bufs[1][:r.sizes[1]], udp) {
 		t.Fatalf("read %d packets (sizes %v); want the super-packet whole and the datagram", r.n, r.sizes[:r.n])
@@ -444,7 +489,7 @@ func TestReadVnet(t *testing.T) {
 	allocs := testing.AllocsPerRun(50, func() {
 		unix.Write(a, msg)
 		r.bufs, r.n = bufs[:1], 0
-		r.readVnet(uintptr(b))
+		read(uintptr(b))
 	})
 	if allocs != 0 || !bytes.Equal(bufs[0][:r.sizes[0]], big) {
 		t.Fatalf("readVnet: %v allocations per packet, packet equal %v", allocs, bytes.Equal(bufs[0][:r.sizes[0]], big))

@@ -22,13 +22,40 @@ const (
 // coalesceRun), or a single packet behind an all-zero header (gso NONE, no
 // checksum request: the packet goes in exactly as given). writev gathers
 // header and payloads, so no payload byte is copied.
+//
+// With io_uring (w.ring), packets that go out alone behind the all-zero
+// header are queued in the ring instead, and the queue is submitted in
+// one io_uring_enter before anything else is written and at the end, so
+// the order is the caller's. Only those: a GSO write's error decides how
+// the next write is built (EINVAL: split the run), so it stays a call of
+// its own, and on a bulk transfer such writes are few.
 func (w *writer) writeVnet(fd uintptr) bool {
-	for w.n < len(w.bufs) {
+	for {
+		i := w.n + w.queued
+		if i == len(w.bufs) {
+			if w.queued == 0 {
+				return true
+			}
+			if stop, ret := w.flushVnet(); stop {
+				return ret
+			}
+			continue
+		}
 		k := 1
-		pay := w.pay(w.n)
-		super := w.mtu > 0 && len(w.bufs[w.n])+len(pay) > w.mtu
-		if w.n >= w.splitUntil && !super && pay == nil {
-			k = coalesceRun(w.bufs[w.n:w.wholeUntil(w.n)])
+		pay := w.pay(i)
+		super := w.mtu > 0 && len(w.bufs[i])+len(pay) > w.mtu
+		if i >= w.splitUntil && !super && pay == nil {
+			k = coalesceRun(w.bufs[i:w.wholeUntil(i)])
+		}
+		if w.ring != nil && k == 1 && !super && w.queued < len(w.ringRes) && ringWritable(w.bufs[i], pay) {
+			w.queueVnet(fd, w.bufs[i], pay)
+			continue
+		}
+		if w.queued > 0 {
+			if stop, ret := w.flushVnet(); stop {
+				return ret
+			}
+			continue // w.n has moved; look again
 		}
 		var err error
 		switch {
@@ -65,7 +92,40 @@ func (w *writer) writeVnet(fd uintptr) bool {
 			return true
 		}
 	}
-	return true
+}
+
+// queueVnet queues packet w.n+w.queued (b, then pay if any) in the next
+// ring slot behind the all-zero virtio header.
+func (w *writer) queueVnet(fd uintptr, b, pay []byte) {
+	iov := &w.ringIovs[w.queued]
+	iov[0] = unix.Iovec{Base: &w.hdrNone[0]}
+	iov[0].SetLen(vnetHdrLen)
+	nv := 1
+	for _, part := range [2][]byte{b, pay} {
+		if len(part) > 0 {
+			iov[nv] = unix.Iovec{Base: &part[0]}
+			iov[nv].SetLen(len(part))
+			nv++
+		}
+	}
+	w.ring.prep(w.queued, uringOpWritev, fd, unsafe.Pointer(&iov[0]), nv)
+	w.queued++
+}
+
+// flushVnet submits the queued writes and takes their results as
+// writeRing does. stop says the callback must return ret now.
+func (w *writer) flushVnet() (stop, ret bool) {
+	k := w.queued
+	w.queued = 0
+	err := w.ring.submit(k, w.ringRes[:k])
+	for i := range k {
+		w.ringIovs[i] = [3]unix.Iovec{}
+	}
+	if err != nil {
+		w.err = err
+		return true, true
+	}
+	return w.takeWrites(k)
 }
 
 // wholeUntil returns the end of the stretch of one-part packets starting at

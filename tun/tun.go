@@ -175,21 +175,25 @@ func newDevice(cfg Config, file *os.File, name string, offload bool) *Device {
 		return true // never park: busyRead decides whether to try again
 	}
 	d.w.fn = d.w.write
-	switch {
-	case offload:
+	if offload {
+		d.r.vnet = true
 		d.r.fn = d.r.readVnet
 		d.w.fn = d.w.writeVnet
 		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
-	case !cfg.NoIOURing:
+	}
+	if !cfg.NoIOURing {
 		// Where the kernel has no io_uring or forbids it, each packet
-		// keeps its own system call.
-		if ring, err := newURing(batchSize); err == nil {
-			d.w.ring = ring
-			d.w.fn = d.w.writeRing
-		}
+		// keeps its own system call. An offload device batches only the
+		// packets it writes alone (writeVnet).
 		if ring, err := newURing(batchSize); err == nil {
 			d.r.ring = ring
 			d.r.fn = d.r.readRing
+		}
+		if ring, err := newURing(batchSize); err == nil {
+			d.w.ring = ring
+			if !offload {
+				d.w.fn = d.w.writeRing
+			}
 		}
 	}
 	return d
@@ -314,8 +318,10 @@ type reader struct {
 	// Plain devices with io_uring (uring.go): a batch of reads per call.
 	ring     *uring
 	ringRes  [batchSize]int32
-	ringIovs [batchSize][2]unix.Iovec
-	ringWant int // reads the next batch asks for (readRing)
+	ringIovs [batchSize][3]unix.Iovec
+	ringVhdr [batchSize][vnetHdrLen]byte // offload: each read's virtio header
+	ringWant int                         // reads the next batch asks for (readRing)
+	vnet     bool                        // offload device: reads carry a virtio header
 
 	// Offload only (offload_read.go).
 	trusted  []bool
@@ -404,27 +410,11 @@ func (r *reader) readRing(fd uintptr) bool {
 		start := r.n
 		k := min(len(r.bufs)-start, max(r.ringWant, ringMinReads))
 		for i := range k {
-			buf := r.bufs[start+i]
-			switch {
-			case len(buf) > maxMTU:
-				r.ring.prep(i, uringOpRead, fd, unsafe.Pointer(&buf[0]), len(buf))
-			default:
-				iov := &r.ringIovs[i]
-				nv := 0
-				if len(buf) > 0 {
-					iov[0] = unix.Iovec{Base: &buf[0]}
-					iov[0].SetLen(len(buf))
-					nv++
-				}
-				iov[nv] = unix.Iovec{Base: &r.spare[0]}
-				iov[nv].SetLen(len(r.spare))
-				r.ring.prep(i, uringOpReadv, fd, unsafe.Pointer(&iov[0]), nv+1)
-			}
-			r.ring.noWait(i)
+			r.prepRead(fd, i, r.bufs[start+i])
 		}
 		err := r.ring.submit(k, r.ringRes[:k])
 		for i := range k {
-			r.ringIovs[i] = [2]unix.Iovec{}
+			r.ringIovs[i] = [3]unix.Iovec{}
 		}
 		if err != nil {
 			r.err = err
@@ -440,6 +430,33 @@ func (r *reader) readRing(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// prepRead fills ring slot i with a non-blocking read into buf: on an
+// offload device the virtio header goes to the slot's own ringVhdr, and
+// buf is followed by the spare byte (as readv and readv3 do) unless no
+// packet can be longer than it.
+func (r *reader) prepRead(fd uintptr, i int, buf []byte) {
+	iov := &r.ringIovs[i]
+	nv := 0
+	if r.vnet {
+		iov[0] = unix.Iovec{Base: &r.ringVhdr[i][0]}
+		iov[0].SetLen(vnetHdrLen)
+		nv++
+	} else if len(buf) > maxMTU {
+		r.ring.prep(i, uringOpRead, fd, unsafe.Pointer(&buf[0]), len(buf))
+		r.ring.noWait(i)
+		return
+	}
+	if len(buf) > 0 {
+		iov[nv] = unix.Iovec{Base: &buf[0]}
+		iov[nv].SetLen(len(buf))
+		nv++
+	}
+	iov[nv] = unix.Iovec{Base: &r.spare[0]}
+	iov[nv].SetLen(len(r.spare))
+	r.ring.prep(i, uringOpReadv, fd, unsafe.Pointer(&iov[0]), nv+1)
+	r.ring.noWait(i)
 }
 
 // takeReads takes the results of reads into bufs[start:start+k] in order,
@@ -461,6 +478,10 @@ func (r *reader) takeReads(start, k int) (empty bool) {
 			continue
 		}
 		m, buf := int(res), r.bufs[start+i]
+		if r.vnet {
+			r.takeVnet(r.ringVhdr[i][:], buf, m, start+i != r.n)
+			continue
+		}
 		if m > len(buf) {
 			r.truncated.Add(1) // see read
 			continue
@@ -552,7 +573,7 @@ func (d *Device) writePackets(bufs, pays [][]byte) (int, error) {
 	// ReadPackets for why the state lives in the Device.
 	w := &d.w
 	w.mu.Lock()
-	w.bufs, w.pays, w.n, w.err, w.splitUntil, w.mtu = bufs, pays, 0, nil, 0, d.mtu
+	w.bufs, w.pays, w.n, w.err, w.splitUntil, w.mtu, w.queued = bufs, pays, 0, nil, 0, d.mtu, 0
 	werr := d.rc.Write(w.fn)
 	n, writeErr := w.n, w.err
 	w.bufs, w.pays, w.err = nil, nil, nil
@@ -588,10 +609,11 @@ type writer struct {
 	n    int
 	err  error
 
-	// Plain devices with io_uring (uring.go): one io_uring_enter per batch.
+	// With io_uring (uring.go): one io_uring_enter per batch.
 	ring     *uring
 	ringRes  [batchSize]int32
-	ringIovs [batchSize][2]unix.Iovec
+	ringIovs [batchSize][3]unix.Iovec
+	queued   int // offload: writes queued in the ring, after bufs[n] (writeVnet)
 
 	// Offload only (offload_write.go).
 	mtu        int
@@ -622,11 +644,7 @@ func (w *writer) writeRing(fd uintptr) bool {
 		k := 0
 		for k < min(len(w.bufs)-w.n, len(w.ringRes)) {
 			b, pay := w.bufs[w.n+k], w.pay(w.n+k)
-			first := b
-			if len(first) == 0 {
-				first = pay
-			}
-			if len(first) == 0 || (first[0]>>4 != 4 && first[0]>>4 != 6) {
+			if !ringWritable(b, pay) {
 				break // the kernel refuses it alone (see above)
 			}
 			if pay != nil {
@@ -650,31 +668,53 @@ func (w *writer) writeRing(fd uintptr) bool {
 		}
 		err := w.ring.submit(k, w.ringRes[:k])
 		for i := range k {
-			w.ringIovs[i] = [2]unix.Iovec{} // do not keep the caller's buffers reachable
+			w.ringIovs[i] = [3]unix.Iovec{} // do not keep the caller's buffers reachable
 		}
 		if err != nil {
 			w.err = err
 			return true
 		}
-	results:
-		for i := range k {
-			res := w.ringRes[i]
-			if res >= 0 {
-				w.n++
-				continue
-			}
-			switch errno := unix.Errno(-res); errno {
-			case unix.EINTR, unix.ECANCELED:
-				break results // not written; the next round starts with it
-			case unix.EAGAIN:
-				return false // wait until writable
-			default:
-				w.err = errno
-				return true
-			}
+		if stop, ret := w.takeWrites(k); stop {
+			return ret
 		}
 	}
 	return true
+}
+
+// ringWritable reports whether a packet (b, then pay) may go in a ring
+// batch: not empty, and IP version 4 or 6, the checks in which the kernel
+// fails one packet and not the next (see writeRing).
+func ringWritable(b, pay []byte) bool {
+	first := b
+	if len(first) == 0 {
+		first = pay
+	}
+	return len(first) > 0 && (first[0]>>4 == 4 || first[0]>>4 == 6)
+}
+
+// takeWrites counts the first k ring results, one packet each from
+// bufs[w.n] on. stop says the poller callback must return ret: false to
+// wait until writable (EAGAIN), true with w.err set on an error. A write
+// that was never issued (ECANCELED) ends the count without stopping: the
+// next round starts with it.
+func (w *writer) takeWrites(k int) (stop, ret bool) {
+	for i := range k {
+		res := w.ringRes[i]
+		if res >= 0 {
+			w.n++
+			continue
+		}
+		switch errno := unix.Errno(-res); errno {
+		case unix.EINTR, unix.ECANCELED:
+			return false, false
+		case unix.EAGAIN:
+			return true, false
+		default:
+			w.err = errno
+			return true, true
+		}
+	}
+	return false, false
 }
 
 // writeAlone writes bufs[w.n] (and its payload) with one system call, as
