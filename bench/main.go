@@ -91,7 +91,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.twBudget, "tw-budget", 50*time.Second, "most time spent creating TIME_WAIT entries per target (the kernel keeps them 60 s)")
 	fs.IntVar(&o.queues, "utcp-queues", 1, "passed to utcp serve as --queues N (TUN queues, one reader goroutine each)")
 	fs.IntVar(&o.procs, "utcp-procs", 0, "passed to utcp serve as --procs N (GOMAXPROCS, cores it may use at once); 0 keeps serve's default, one per TUN queue")
-	fs.BoolVar(&o.noIOURing, "no-io-uring", false, "one system call per packet on a plain TUN: passes --io-uring=false to utcp serve, and the raw TUN ceiling reads and writes the same way, so the two stay comparable")
+	fs.BoolVar(&o.noIOURing, "no-io-uring", false, "one system call per packet on the TUN: passes --io-uring=false to utcp serve, and the raw TUN ceiling reads and writes the same way, so the two stay comparable")
 	fs.DurationVar(&o.busyPoll, "utcp-busy-poll", -1, "passed to utcp serve as --busy-poll D (0 turns busy polling off); negative keeps serve's default")
 	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")
 	fs.IntVar(&o.txqlen, "txqueuelen", 4096, "transmit queue length of every TUN (utcp, gVisor and the raw ceiling alike): utcp serve's default; 0 for the kernel's 500")

@@ -28,15 +28,16 @@
 //   - WritePackets never keeps a reference to the caller's buffers, and each
 //     buffer is exactly one write(2), which the kernel treats atomically, so
 //     concurrent callers never interleave bytes of different packets.
-//   - A plain device (not Offload) batches its system calls through
-//     io_uring unless Config.NoIOURing is set or the kernel refuses
-//     (Device.IOURing tells): one io_uring_enter carries a read batch's
-//     reads or a write batch's writes, each still one packet, and every
-//     request completes inside that call (reads with RWF_NOWAIT, so an
-//     empty queue ends the batch with EAGAIN instead of arming a poll).
-//     Reads hand packets back in the order the kernel queued them; writes
-//     keep WritePackets' contract (bufs[n] failed and nothing after it was
-//     written). Waiting for a packet is still Go's poller, as above.
+//   - The device batches its system calls through io_uring unless
+//     Config.NoIOURing is set or the kernel refuses (Device.IOURing tells):
+//     one io_uring_enter carries a read batch's reads or a write batch's
+//     writes, each still one packet, and every request completes inside
+//     that call (reads with RWF_NOWAIT, so an empty queue ends the batch
+//     with EAGAIN instead of arming a poll). Reads hand packets back in the
+//     order the kernel queued them; writes keep the caller's order and
+//     WritePackets' contract (bufs[n] failed and nothing after it was
+//     written). On an offload device a GSO write stays a call of its own.
+//     Waiting for a packet is still Go's poller, as above.
 //   - Every error from Open names what failed and what to do about it.
 //   - With Config.Offload (and Device.Offload reporting true) the descriptor
 //     carries a struct virtio_net_hdr before every packet, but callers never

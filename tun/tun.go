@@ -70,12 +70,12 @@ type Config struct {
 	// 0 turns it off; at most MaxBusyPoll.
 	BusyPoll time.Duration
 
-	// NoIOURing makes a plain (not Offload) device read and write with
-	// one system call per packet. By default it submits a batch's reads,
-	// or a batch's writes, in one io_uring_enter (uring.go), which is
-	// what makes a plain TUN fast where system calls are dear; a kernel
-	// without io_uring, or one that forbids it, gets the per-packet calls
-	// anyway. Device.IOURing tells which.
+	// NoIOURing makes the device read and write with one system call per
+	// packet. By default it submits a batch's reads, or a batch's writes,
+	// in one io_uring_enter (uring.go), which is what makes a plain TUN
+	// fast where system calls are dear (an offload device keeps a call
+	// per GSO write); a kernel without io_uring, or one that forbids it,
+	// gets the per-packet calls anyway. Device.IOURing tells which.
 	NoIOURing bool
 }
 

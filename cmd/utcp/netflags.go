@@ -92,7 +92,7 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.DurationVar(&n.kaIntvl, "keepalive-intvl", 75*time.Second, "time between keepalive probes (tcp_keepalive_intvl)")
 	fs.IntVar(&n.kaProbes, "keepalive-probes", 9, "unanswered keepalive probes before the connection fails (tcp_keepalive_probes)")
 	fs.BoolVar(&n.offload, "offload", false, "open the TUN with virtio-net headers and checksum/TSO offloads: the kernel hands over 64 KiB super-segments and splits ours (falls back if refused)")
-	fs.BoolVar(&n.ioURing, "io-uring", true, "batch a plain TUN's packet reads and writes through io_uring, one system call per batch instead of per packet (falls back if the kernel refuses); --io-uring=false for one call per packet")
+	fs.BoolVar(&n.ioURing, "io-uring", true, "batch the TUN's packet reads and writes through io_uring, one system call per batch instead of per packet (falls back if the kernel refuses); --io-uring=false for one call per packet")
 	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
 	fs.IntVar(&n.procs, "procs", 0, "cores the stack process runs Go code on at once (GOMAXPROCS); 0 means one per TUN queue, or $GOMAXPROCS if set")
 	fs.DurationVar(&n.busyPoll, "busy-poll", tun.DefaultBusyPoll, "how long a TUN read keeps polling an empty queue before it sleeps (like net.core.busy_read): lower latency for some CPU; 0 turns it off")
@@ -207,7 +207,7 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 	if n.offload && !dev.Offload() {
 		fmt.Fprintf(stderr, "utcp: --offload: the kernel refused TUN offloads on %s; running without them\n", n.tun)
 	}
-	if n.ioURing && !dev.Offload() && !dev.IOURing() {
+	if n.ioURing && !dev.IOURing() {
 		fmt.Fprintf(stderr, "utcp: --io-uring: the kernel refused io_uring (see sysctl kernel.io_uring_disabled); one system call per packet on %s\n", n.tun)
 	}
 	env := &netEnv{dev: dev, stopProfiling: stopProfiling}
