@@ -409,6 +409,15 @@ func (r *reader) readRing(fd uintptr) bool {
 	for r.n < len(r.bufs) {
 		start := r.n
 		k := min(len(r.bufs)-start, max(r.ringWant, ringMinReads))
+		if k == 1 && !r.vnet {
+			// One read (the busy poll's tries, or a lone request): read(2)
+			// costs less than io_uring_enter for one request.
+			if !r.readOne(fd) {
+				return r.n > 0 || r.err != nil
+			}
+			r.ringWant = 2
+			continue
+		}
 		for i := range k {
 			r.prepRead(fd, i, r.bufs[start+i])
 		}
@@ -430,6 +439,30 @@ func (r *reader) readRing(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// readOne reads one packet into bufs[r.n] as read does; false means the
+// queue was empty or the read failed (r.err).
+func (r *reader) readOne(fd uintptr) bool {
+	for {
+		buf := r.bufs[r.n]
+		m, err := r.readv(fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			r.err = err
+			return false
+		case m > len(buf):
+			r.truncated.Add(1) // see read
+			return true
+		}
+		r.sizes[r.n] = m
+		r.n++
+		return true
+	}
 }
 
 // prepRead fills ring slot i with a non-blocking read into buf: on an
@@ -641,6 +674,12 @@ type writer struct {
 // that is down, EBADFD, EFAULT) fail every packet after the first too.
 func (w *writer) writeRing(fd uintptr) bool {
 	for w.n < len(w.bufs) {
+		if w.n == len(w.bufs)-1 {
+			// One packet: write(2) costs less than io_uring_enter for
+			// one request, and a lone packet is usually a reply someone
+			// is waiting for.
+			return w.writeAlone(fd)
+		}
 		k := 0
 		for k < min(len(w.bufs)-w.n, len(w.ringRes)) {
 			b, pay := w.bufs[w.n+k], w.pay(w.n+k)
