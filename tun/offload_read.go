@@ -32,7 +32,7 @@ func (r *reader) readVnet(fd uintptr) bool {
 			r.err = err
 			return true
 		case m > vnetHdrLen+len(buf):
-			// Longer than buf (see read): a super-packet needs a buffer of
+			// Longer than buf (see readOne): a super-packet needs a buffer of
 			// 65535 bytes or more.
 			r.truncated.Add(1)
 			continue

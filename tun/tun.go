@@ -370,28 +370,11 @@ func (d *Device) BusyPollRxPackets() uint64 { return d.r.busyRx.Load() }
 // descriptor is readable (or closed).
 func (r *reader) read(fd uintptr) bool {
 	for r.n < len(r.bufs) {
-		buf := r.bufs[r.n]
-		m, err := r.readv(fd, buf)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			// Nothing queued: wait only if we have nothing yet.
-			return r.n > 0
-		case err != nil:
-			r.err = err
-			return true
-		case m > len(buf):
-			// The packet spilled into the spare byte: it was longer than
-			// buf, and the kernel has discarded the rest (tun_put_user
-			// copies what fits and drops the tail). A cut packet would
-			// fail its checksums anyway; drop it and count it so the loss
-			// is visible.
-			r.truncated.Add(1)
-			continue
+		if !r.readOne(fd) {
+			// Nothing queued: wait only if we have nothing yet. Or an
+			// error, which ends the call.
+			return r.n > 0 || r.err != nil
 		}
-		r.sizes[r.n] = m
-		r.n++
 	}
 	return true
 }
@@ -441,8 +424,9 @@ func (r *reader) readRing(fd uintptr) bool {
 	return true
 }
 
-// readOne reads one packet into bufs[r.n] as read does; false means the
-// queue was empty or the read failed (r.err).
+// readOne reads one packet into bufs[r.n]. It reports false when the
+// queue was empty, or the read failed (r.err); a packet too long for the
+// buffer is dropped, counted, and reported as true, so the caller goes on.
 func (r *reader) readOne(fd uintptr) bool {
 	for {
 		buf := r.bufs[r.n]
@@ -456,7 +440,12 @@ func (r *reader) readOne(fd uintptr) bool {
 			r.err = err
 			return false
 		case m > len(buf):
-			r.truncated.Add(1) // see read
+			// The packet spilled into the spare byte: it was longer than
+			// buf, and the kernel has discarded the rest (tun_put_user
+			// copies what fits and drops the tail). A cut packet would
+			// fail its checksums anyway; drop it and count it so the loss
+			// is visible.
+			r.truncated.Add(1)
 			return true
 		}
 		r.sizes[r.n] = m
@@ -516,7 +505,7 @@ func (r *reader) takeReads(start, k int) (empty bool) {
 			continue
 		}
 		if m > len(buf) {
-			r.truncated.Add(1) // see read
+			r.truncated.Add(1) // see readOne
 			continue
 		}
 		if start+i != r.n {
@@ -759,13 +748,7 @@ func (w *writer) takeWrites(k int) (stop, ret bool) {
 // writeAlone writes bufs[w.n] (and its payload) with one system call, as
 // write does, then goes on with the batch through the ring.
 func (w *writer) writeAlone(fd uintptr) bool {
-	var err error
-	if pay := w.pay(w.n); pay != nil {
-		err = w.writeParts(fd, w.bufs[w.n], pay)
-	} else {
-		_, err = unix.Write(int(fd), w.bufs[w.n])
-	}
-	switch err {
+	switch err := w.writeCur(fd); err {
 	case nil:
 		w.n++
 		return w.n == len(w.bufs) || w.writeRing(fd)
@@ -783,13 +766,7 @@ func (w *writer) writeAlone(fd uintptr) bool {
 // packet or an error, never a partial write.
 func (w *writer) write(fd uintptr) bool {
 	for w.n < len(w.bufs) {
-		var err error
-		if pay := w.pay(w.n); pay != nil {
-			err = w.writeParts(fd, w.bufs[w.n], pay)
-		} else {
-			_, err = unix.Write(int(fd), w.bufs[w.n])
-		}
-		switch err {
+		switch err := w.writeCur(fd); err {
 		case nil:
 			w.n++
 		case unix.EINTR:
@@ -801,6 +778,16 @@ func (w *writer) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// writeCur writes bufs[w.n], and its payload if it has one, with one
+// system call.
+func (w *writer) writeCur(fd uintptr) error {
+	if pay := w.pay(w.n); pay != nil {
+		return w.writeParts(fd, w.bufs[w.n], pay)
+	}
+	_, err := unix.Write(int(fd), w.bufs[w.n])
+	return err
 }
 
 // writeParts writes parts gathered as one packet (writev).
