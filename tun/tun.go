@@ -186,8 +186,12 @@ func newDevice(cfg Config, file *os.File, name string, offload bool) *Device {
 		// keeps its own system call. An offload device batches only the
 		// packets it writes alone (writeVnet).
 		if ring, err := newURing(batchSize); err == nil {
-			d.r.ring = ring
-			d.r.fn = d.r.readRing
+			if probeNoWaitRead(ring, file) {
+				d.r.ring = ring
+				d.r.fn = d.r.readRing
+			} else {
+				ring.close()
+			}
 		}
 		if ring, err := newURing(batchSize); err == nil {
 			d.w.ring = ring

@@ -2,6 +2,7 @@ package tun
 
 import (
 	"errors"
+	"os"
 	"sync/atomic"
 	"unsafe"
 
@@ -215,6 +216,29 @@ func (u *uring) submit(n int, res []int32) error {
 		atomic.StoreUint32(u.cqHead, head)
 	}
 	return nil
+}
+
+// probeNoWaitRead reads the new device once through u with RWF_NOWAIT
+// and reports whether that worked: EAGAIN for the empty queue a new
+// device has, or a packet (a later queue of a multi-queue device may
+// already hold an IPv6 router solicitation, which is then lost). A kernel
+// whose TUN lacks non-blocking reads for io_uring answers EOPNOTSUPP
+// instead, and every batch would fail; the device then reads with plain
+// system calls.
+func probeNoWaitRead(u *uring, file *os.File) bool {
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var scratch [64]byte
+	var res [1]int32
+	ok := false
+	rc.Control(func(fd uintptr) {
+		u.prep(0, uringOpRead, fd, unsafe.Pointer(&scratch[0]), len(scratch))
+		u.noWait(0)
+		ok = u.submit(1, res[:]) == nil && (res[0] >= 0 || res[0] == -int32(unix.EAGAIN))
+	})
+	return ok
 }
 
 func (u *uring) close() {
