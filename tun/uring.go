@@ -176,9 +176,10 @@ func (u *uring) submit(n int, res []int32) error {
 		res[i] = -int32(unix.ECANCELED) // until its completion says otherwise
 	}
 	atomic.StoreUint32(u.sqTail, *u.sqTail+uint32(n))
-	for left := n; left > 0; {
+	for left, retries := n, 0; left > 0; {
 		k, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), uintptr(left), 0, 0, 0, 0)
-		if errno == unix.EINTR || errno == unix.EAGAIN || errno == unix.EBUSY {
+		if (errno == unix.EINTR || errno == unix.EAGAIN || errno == unix.EBUSY) && retries < 100 {
+			retries++
 			continue // interrupted, or short of memory for a moment
 		}
 		if errno != 0 {
