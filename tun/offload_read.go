@@ -50,8 +50,8 @@ func (r *reader) readVnet(fd uintptr) bool {
 // nothing, so the packet moves down to bufs[r.n] (see readRing).
 func (r *reader) takeVnet(vhdr, buf []byte, m int, moveDown bool) {
 	switch {
-	case m > vnetHdrLen+len(buf):
-		r.truncated.Add(1) // see readVnet
+	case m > vnetHdrLen+len(buf), moveDown && m > vnetHdrLen+len(r.bufs[r.n]):
+		r.truncated.Add(1) // see readVnet; bufs may differ in length
 		return
 	case m < vnetHdrLen:
 		r.dropped.Add(1)

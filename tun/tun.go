@@ -319,7 +319,7 @@ type reader struct {
 	iov       [2]unix.Iovec
 	spare     [1]byte
 
-	// Plain devices with io_uring (uring.go): a batch of reads per call.
+	// With io_uring (uring.go): a batch of reads per call.
 	ring     *uring
 	ringRes  [batchSize]int32
 	ringIovs [batchSize][3]unix.Iovec
@@ -508,8 +508,10 @@ func (r *reader) takeReads(start, k int) (empty bool) {
 			r.takeVnet(r.ringVhdr[i][:], buf, m, start+i != r.n)
 			continue
 		}
-		if m > len(buf) {
-			r.truncated.Add(1) // see readOne
+		if m > len(buf) || m > len(r.bufs[r.n]) {
+			// Longer than its buffer (see readOne), or than the one it
+			// would move down to: bufs may differ in length.
+			r.truncated.Add(1)
 			continue
 		}
 		if start+i != r.n {

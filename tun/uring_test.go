@@ -203,3 +203,17 @@ func TestTakeReadsClosesGapsVnet(t *testing.T) {
 		t.Fatalf("packet moved down: equal %v, checksums completed %d; want the datagram with its checksum, 1", bytes.Equal(got, udp), r.csums.Load())
 	}
 }
+
+// A packet that would move down into a shorter buffer is dropped and
+// counted, not cut: bufs may differ in length.
+func TestTakeReadsShorterBufferBelow(t *testing.T) {
+	var r reader
+	r.bufs = [][]byte{make([]byte, 4), make([]byte, 16)}
+	r.sizes = make([]int, 2)
+	copy(r.bufs[1], "too long for 4")
+	copy(r.ringRes[:], []int32{-int32(unix.EAGAIN), 14})
+	r.takeReads(0, 2)
+	if r.n != 0 || r.truncated.Load() != 1 {
+		t.Fatalf("n %d, truncated %d; want 0 and 1", r.n, r.truncated.Load())
+	}
+}
