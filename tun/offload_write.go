@@ -47,7 +47,8 @@ func (w *writer) writeVnet(fd uintptr) bool {
 		if i >= w.splitUntil && !super && pay == nil {
 			k = coalesceRun(w.bufs[i:w.wholeUntil(i)])
 		}
-		if w.ring != nil && k == 1 && !super && w.queued < len(w.ringRes) && ringWritable(w.bufs[i], pay) {
+		lone := w.queued == 0 && i == len(w.bufs)-1 // one writev is cheaper than io_uring_enter for one
+		if w.ring != nil && k == 1 && !super && !lone && w.queued < len(w.ringRes) && ringWritable(w.bufs[i], pay) {
 			w.queueVnet(fd, w.bufs[i], pay)
 			continue
 		}
