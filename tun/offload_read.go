@@ -16,54 +16,6 @@ const (
 	udpCsumOff = 6  // offsetof(struct udphdr, check)
 )
 
-// readVnet is the poller callback for ReadPackets on an offload device. It
-// differs from read only in the virtio header in front of each packet,
-// which is read into r.vhdr and then honoured by finishPacket.
-func (r *reader) readVnet(fd uintptr) bool {
-	for r.n < len(r.bufs) {
-		buf := r.bufs[r.n]
-		m, err := r.readv3(fd, buf)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return r.n > 0
-		case err != nil:
-			r.err = err
-			return true
-		case m > vnetHdrLen+len(buf):
-			// Longer than buf (see readOne): a super-packet needs a buffer of
-			// 65535 bytes or more.
-			r.truncated.Add(1)
-			continue
-		case m < vnetHdrLen:
-			r.dropped.Add(1)
-			continue
-		}
-		r.acceptVnet(r.vhdr[:], buf[:m-vnetHdrLen])
-	}
-	return true
-}
-
-// takeVnet takes one io_uring read of m bytes (header, then packet into
-// buf) as readVnet takes one readv3; moveDown says a read before it found
-// nothing, so the packet moves down to bufs[r.n] (see readRing).
-func (r *reader) takeVnet(vhdr, buf []byte, m int, moveDown bool) {
-	switch {
-	case m > vnetHdrLen+len(buf), moveDown && m > vnetHdrLen+len(r.bufs[r.n]):
-		r.truncated.Add(1) // see readVnet; bufs may differ in length
-		return
-	case m < vnetHdrLen:
-		r.dropped.Add(1)
-		return
-	}
-	p := buf[:m-vnetHdrLen]
-	if moveDown {
-		p = r.bufs[r.n][:copy(r.bufs[r.n], p)]
-	}
-	r.acceptVnet(vhdr, p)
-}
-
 // acceptVnet finishes packet p, read behind the virtio header vhdr, and
 // keeps it as packet r.n, or counts it dropped.
 func (r *reader) acceptVnet(vhdr, p []byte) {

@@ -13,7 +13,7 @@ import (
 )
 
 // Unit tests of the offload code paths that need no TUN: the checksum, the
-// read-side completion (finishPacket, and readVnet over a socketpair) and
+// read-side completion (finishPacket, and read over a socketpair) and
 // the write-side coalescing (coalesceRun, and writeVnet over a socketpair,
 // whose output is cut into segments the way the kernel's GSO would).
 
@@ -460,14 +460,15 @@ func testReadVnet(t *testing.T, ring bool) {
 	unix.Write(a, []byte{1, 2, 3}) // shorter than a virtio header: dropped
 
 	var r reader
-	read := r.readVnet
+	r.vnet = true
+	read := r.read
 	if ring {
 		u, err := newURing(batchSize)
 		if err != nil {
 			t.Fatalf("io_uring: %v", err)
 		}
 		defer u.close()
-		r.ring, r.vnet = u, true
+		r.ring = u
 		read = r.readRing
 	}
 	bufs := [][]byte{make([]byte, 65536), make([]byte, 65536), make([]byte, 1500), make([]byte, 1500)}
@@ -492,7 +493,7 @@ func testReadVnet(t *testing.T, ring bool) {
 		read(uintptr(b))
 	})
 	if allocs != 0 || !bytes.Equal(bufs[0][:r.sizes[0]], big) {
-		t.Fatalf("readVnet: %v allocations per packet, packet equal %v", allocs, bytes.Equal(bufs[0][:r.sizes[0]], big))
+		t.Fatalf("read: %v allocations per packet, packet equal %v", allocs, bytes.Equal(bufs[0][:r.sizes[0]], big))
 	}
 }
 

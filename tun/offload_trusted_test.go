@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readVnet with a trusted slice: kernel-vouched TCP (NEEDS_CSUM at TCP's
+// read on an offload device (vnet) with a trusted slice: kernel-vouched TCP (NEEDS_CSUM at TCP's
 // offset, or DATA_VALID) is marked trusted and its checksum left alone
 // (no software pass); a super-packet still gets its total length fixed;
 // an unflagged TCP packet (as AF_PACKET injection arrives) is not
@@ -37,12 +37,12 @@ func TestReadVnetTrusted(t *testing.T) {
 	send(vnetHdr{}, corrupt)
 	send(vnetHdr{flags: unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: 20, csumOffset: udpCsumOff}, partial(bytes.Clone(udp), udpCsumOff))
 
-	var r reader
+	r := reader{vnet: true}
 	bufs := [][]byte{make([]byte, 65536), make([]byte, 1500), make([]byte, 1500), make([]byte, 1500)}
 	trusted := []bool{false, true, true, true} // stale values must be overwritten
 	r.bufs, r.sizes, r.trusted = bufs, make([]int, len(bufs)), trusted
-	if !r.readVnet(uintptr(b)) || r.err != nil || r.n != 4 {
-		t.Fatalf("readVnet: %d packets, %v", r.n, r.err)
+	if !r.read(uintptr(b)) || r.err != nil || r.n != 4 {
+		t.Fatalf("read: %d packets, %v", r.n, r.err)
 	}
 	if want := []bool{true, true, false, false}; !bytes.Equal(boolBytes(trusted), boolBytes(want)) {
 		t.Fatalf("trusted = %v, want %v", trusted, want)

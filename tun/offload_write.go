@@ -36,7 +36,7 @@ func (w *writer) writeVnet(fd uintptr) bool {
 			if w.queued == 0 {
 				return true
 			}
-			if stop, ret := w.flushVnet(); stop {
+			if stop, ret := w.flushWrites(); stop {
 				return ret
 			}
 			continue
@@ -47,13 +47,12 @@ func (w *writer) writeVnet(fd uintptr) bool {
 		if i >= w.splitUntil && !super && pay == nil {
 			k = coalesceRun(w.bufs[i:w.wholeUntil(i)])
 		}
-		lone := w.queued == 0 && i == len(w.bufs)-1 // one writev is cheaper than io_uring_enter for one
-		if w.ring != nil && k == 1 && !super && !lone && w.queued < len(w.ringRes) && ringWritable(w.bufs[i], pay) {
-			w.queueVnet(fd, w.bufs[i], pay)
+		if k == 1 && !super && w.queueable(i) && ringWritable(w.bufs[i], pay) {
+			w.queueWrite(fd, w.hdrNone[:], w.bufs[i], pay)
 			continue
 		}
 		if w.queued > 0 {
-			if stop, ret := w.flushVnet(); stop {
+			if stop, ret := w.flushWrites(); stop {
 				return ret
 			}
 			continue // w.n has moved; look again
@@ -93,40 +92,6 @@ func (w *writer) writeVnet(fd uintptr) bool {
 			return true
 		}
 	}
-}
-
-// queueVnet queues packet w.n+w.queued (b, then pay if any) in the next
-// ring slot behind the all-zero virtio header.
-func (w *writer) queueVnet(fd uintptr, b, pay []byte) {
-	iov := &w.ringIovs[w.queued]
-	iov[0] = unix.Iovec{Base: &w.hdrNone[0]}
-	iov[0].SetLen(vnetHdrLen)
-	nv := 1
-	for _, part := range [2][]byte{b, pay} {
-		if len(part) > 0 {
-			iov[nv] = unix.Iovec{Base: &part[0]}
-			iov[nv].SetLen(len(part))
-			nv++
-		}
-	}
-	w.ring.prep(w.queued, uringOpWritev, fd, unsafe.Pointer(&iov[0]), nv)
-	w.queued++
-}
-
-// flushVnet submits the queued writes and takes their results as
-// writeRing does. stop says the callback must return ret now.
-func (w *writer) flushVnet() (stop, ret bool) {
-	k := w.queued
-	w.queued = 0
-	err := w.ring.submit(k, w.ringRes[:k])
-	for i := range k {
-		w.ringIovs[i] = [3]unix.Iovec{}
-	}
-	if err != nil {
-		w.err = err
-		return true, true
-	}
-	return w.takeWrites(k)
 }
 
 // wholeUntil returns the end of the stretch of one-part packets starting at

@@ -177,27 +177,17 @@ func newDevice(cfg Config, file *os.File, name string, offload bool) *Device {
 	d.w.fn = d.w.write
 	if offload {
 		d.r.vnet = true
-		d.r.fn = d.r.readVnet
 		d.w.fn = d.w.writeVnet
 		d.w.iov = make([]unix.Iovec, 0, batchSize+2)
 	}
 	if !cfg.NoIOURing {
-		// Where the kernel has no io_uring or forbids it, each packet
-		// keeps its own system call. An offload device batches only the
-		// packets it writes alone (writeVnet).
-		if ring, err := newURing(batchSize); err == nil {
-			if probeNoWaitRead(ring, file) {
-				d.r.ring = ring
-				d.r.fn = d.r.readRing
-			} else {
-				ring.close()
-			}
-		}
-		if ring, err := newURing(batchSize); err == nil {
-			d.w.ring = ring
-			if !offload {
-				d.w.fn = d.w.writeRing
-			}
+		// Both rings or neither: where the kernel has no io_uring, forbids
+		// it, or fails the probe, each packet keeps its own system call.
+		// write and writeVnet queue in w.ring when there is one (an offload
+		// device only the packets it writes alone).
+		d.r.ring, d.w.ring = openRings(file)
+		if d.r.ring != nil {
+			d.r.fn = d.r.readRing
 		}
 	}
 	return d
@@ -205,7 +195,7 @@ func newDevice(cfg Config, file *os.File, name string, offload bool) *Device {
 
 // IOURing reports whether the device reads and writes its packets in
 // batches through io_uring (Config.NoIOURing, and kernel support).
-func (d *Device) IOURing() bool { return d.r.ring != nil && d.w.ring != nil }
+func (d *Device) IOURing() bool { return d.r.ring != nil }
 
 func (d *Device) init(cfg Config) error {
 	rc, err := d.file.SyscallConn()
@@ -396,9 +386,9 @@ func (r *reader) readRing(fd uintptr) bool {
 	for r.n < len(r.bufs) {
 		start := r.n
 		k := min(len(r.bufs)-start, max(r.ringWant, ringMinReads))
-		if k == 1 && !r.vnet {
-			// One read (the busy poll's tries, or a lone request): read(2)
-			// costs less than io_uring_enter for one request.
+		if k == 1 {
+			// One read (the busy poll's tries, or a lone request): one
+			// readv costs less than io_uring_enter for one request.
 			if !r.readOne(fd) {
 				return r.n > 0 || r.err != nil
 			}
@@ -428,34 +418,68 @@ func (r *reader) readRing(fd uintptr) bool {
 	return true
 }
 
-// readOne reads one packet into bufs[r.n]. It reports false when the
-// queue was empty, or the read failed (r.err); a packet too long for the
-// buffer is dropped, counted, and reported as true, so the caller goes on.
+// readOne reads one packet into bufs[r.n] with one system call (readv,
+// or readv3 behind a virtio header on an offload device). It reports false
+// when the queue was empty, or the read failed (r.err); a packet that
+// cannot be kept (too long for its buffer, a bad virtio header) is counted
+// and reported as true, so the caller goes on.
 func (r *reader) readOne(fd uintptr) bool {
 	for {
 		buf := r.bufs[r.n]
-		m, err := r.readv(fd, buf)
-		switch {
-		case err == unix.EINTR:
+		var m int
+		var err error
+		if r.vnet {
+			m, err = r.readv3(fd, buf)
+		} else {
+			m, err = r.readv(fd, buf)
+		}
+		switch err {
+		case nil:
+			r.take(r.vhdr[:], buf, m, false)
+			return true
+		case unix.EINTR:
 			continue
-		case err == unix.EAGAIN:
+		case unix.EAGAIN:
 			return false
-		case err != nil:
+		default:
 			r.err = err
 			return false
-		case m > len(buf):
-			// The packet spilled into the spare byte: it was longer than
-			// buf, and the kernel has discarded the rest (tun_put_user
-			// copies what fits and drops the tail). A cut packet would
-			// fail its checksums anyway; drop it and count it so the loss
-			// is visible.
-			r.truncated.Add(1)
-			return true
 		}
-		r.sizes[r.n] = m
-		r.n++
-		return true
 	}
+}
+
+// take keeps what a read of m bytes put in buf (behind the virtio header
+// vhdr on an offload device) as packet r.n. With moveDown, buf is a later
+// buffer than bufs[r.n] (an io_uring batch with a gap, see readRing) and
+// the packet is moved down. A packet longer than its buffer spilled into the spare byte: the
+// kernel copied what fitted and dropped the rest (tun_put_user), so it is
+// cut, and would fail its checksums anyway; it is dropped and counted so
+// the loss is visible, as is one that would not fit the buffer it moves
+// to (bufs may differ in length). On an offload device a super-packet
+// needs a buffer of 65535 bytes or more.
+func (r *reader) take(vhdr, buf []byte, m int, moveDown bool) {
+	if r.vnet {
+		if m < vnetHdrLen {
+			r.dropped.Add(1)
+			return
+		}
+		m -= vnetHdrLen
+	}
+	dst := r.bufs[r.n]
+	if m > len(buf) || m > len(dst) {
+		r.truncated.Add(1)
+		return
+	}
+	p := buf[:m]
+	if moveDown {
+		p = dst[:copy(dst, p)]
+	}
+	if r.vnet {
+		r.acceptVnet(vhdr, p)
+		return
+	}
+	r.sizes[r.n] = m
+	r.n++
 }
 
 // prepRead fills ring slot i with a non-blocking read into buf: on an
@@ -463,25 +487,17 @@ func (r *reader) readOne(fd uintptr) bool {
 // buf is followed by the spare byte (as readv and readv3 do) unless no
 // packet can be longer than it.
 func (r *reader) prepRead(fd uintptr, i int, buf []byte) {
-	iov := &r.ringIovs[i]
-	nv := 0
-	if r.vnet {
-		iov[0] = unix.Iovec{Base: &r.ringVhdr[i][0]}
-		iov[0].SetLen(vnetHdrLen)
-		nv++
-	} else if len(buf) > maxMTU {
+	if !r.vnet && len(buf) > maxMTU {
 		r.ring.prep(i, uringOpRead, fd, unsafe.Pointer(&buf[0]), len(buf))
-		r.ring.noWait(i)
-		return
+	} else {
+		var vhdr []byte
+		if r.vnet {
+			vhdr = r.ringVhdr[i][:]
+		}
+		iov := &r.ringIovs[i]
+		nv := setIovecs(iov[:], vhdr, buf, r.spare[:])
+		r.ring.prep(i, uringOpReadv, fd, unsafe.Pointer(&iov[0]), nv)
 	}
-	if len(buf) > 0 {
-		iov[nv] = unix.Iovec{Base: &buf[0]}
-		iov[nv].SetLen(len(buf))
-		nv++
-	}
-	iov[nv] = unix.Iovec{Base: &r.spare[0]}
-	iov[nv].SetLen(len(r.spare))
-	r.ring.prep(i, uringOpReadv, fd, unsafe.Pointer(&iov[0]), nv+1)
 	r.ring.noWait(i)
 }
 
@@ -492,33 +508,18 @@ func (r *reader) prepRead(fd uintptr, i int, buf []byte) {
 func (r *reader) takeReads(start, k int) (empty bool) {
 	for i := range k {
 		res := r.ringRes[i]
-		if res < 0 {
-			switch errno := unix.Errno(-res); errno {
-			case unix.EAGAIN, unix.EINTR, unix.ECANCELED:
-				empty = empty || errno == unix.EAGAIN
-			default:
-				if r.err == nil {
-					r.err = errno // packets read after it are still taken
-				}
+		if res >= 0 {
+			r.take(r.ringVhdr[i][:], r.bufs[start+i], int(res), start+i != r.n)
+			continue
+		}
+		switch errno := unix.Errno(-res); errno {
+		case unix.EAGAIN, unix.EINTR, unix.ECANCELED:
+			empty = empty || errno == unix.EAGAIN
+		default:
+			if r.err == nil {
+				r.err = errno // packets read after it are still taken
 			}
-			continue
 		}
-		m, buf := int(res), r.bufs[start+i]
-		if r.vnet {
-			r.takeVnet(r.ringVhdr[i][:], buf, m, start+i != r.n)
-			continue
-		}
-		if m > len(buf) || m > len(r.bufs[r.n]) {
-			// Longer than its buffer (see readOne), or than the one it
-			// would move down to: bufs may differ in length.
-			r.truncated.Add(1)
-			continue
-		}
-		if start+i != r.n {
-			copy(r.bufs[r.n], buf[:m]) // closes a gap (see readRing)
-		}
-		r.sizes[r.n] = m
-		r.n++
 	}
 	return empty
 }
@@ -655,7 +656,10 @@ type writer struct {
 	gsoRefused atomic.Uint64
 }
 
-// writeRing is write with the batch's packets in one io_uring_enter.
+// write is the poller callback for WritePackets. A TUN write is one whole
+// packet or an error, never a partial write. With io_uring (w.ring) the
+// batch's packets are queued in the ring and submitted in one
+// io_uring_enter (queueWrite, flushWrites); without, each is one call.
 //
 // The writes are not linked: a linked write is issued from task work
 // after the one before it completes, and that cost 15 % of plain download
@@ -663,75 +667,79 @@ type writer struct {
 // contract (bufs[n] failed, nothing after it was written) then rests on
 // two facts. The one error a TUN gives a single packet and not its
 // neighbours is EINVAL for a version nibble that is neither 4 nor 6, or
-// an empty packet (tun_get_user); those are caught here before anything
-// is submitted, and such a packet is written alone, the plain way, so the
-// caller still gets the kernel's own error. The others (EIO for a device
-// that is down, EBADFD, EFAULT) fail every packet after the first too.
-func (w *writer) writeRing(fd uintptr) bool {
-	for w.n < len(w.bufs) {
-		if w.n == len(w.bufs)-1 {
-			// One packet: write(2) costs less than io_uring_enter for
-			// one request, and a lone packet is usually a reply someone
-			// is waiting for.
-			return w.writeAlone(fd)
+// an empty packet (tun_get_user); those are never queued (ringWritable)
+// but written alone, the plain way, after what is queued before them, so
+// the caller still gets the kernel's own error. The others (EIO for a
+// device that is down, EBADFD, EFAULT) fail every packet after the first
+// too. A lone packet is also written the plain way: write(2) costs less
+// than io_uring_enter for one request, and a lone packet is usually a
+// reply someone is waiting for.
+func (w *writer) write(fd uintptr) bool {
+	for {
+		i := w.n + w.queued
+		if i < len(w.bufs) && w.queueable(i) && ringWritable(w.bufs[i], w.pay(i)) {
+			w.queueWrite(fd, nil, w.bufs[i], w.pay(i))
+			continue
 		}
-		k := 0
-		for k < min(len(w.bufs)-w.n, len(w.ringRes)) {
-			b, pay := w.bufs[w.n+k], w.pay(w.n+k)
-			if !ringWritable(b, pay) {
-				break // the kernel refuses it alone (see above)
+		if w.queued > 0 {
+			if stop, ret := w.flushWrites(); stop {
+				return ret
 			}
-			if pay != nil {
-				iov := &w.ringIovs[k]
-				nv := 0
-				if len(b) > 0 {
-					iov[0] = unix.Iovec{Base: &b[0]}
-					iov[0].SetLen(len(b))
-					nv++
-				}
-				iov[nv] = unix.Iovec{Base: &pay[0]}
-				iov[nv].SetLen(len(pay))
-				w.ring.prep(k, uringOpWritev, fd, unsafe.Pointer(&iov[0]), nv+1)
-			} else {
-				w.ring.prep(k, uringOpWrite, fd, unsafe.Pointer(&b[0]), len(b))
-			}
-			k++
+			continue // w.n has moved; look again
 		}
-		if k == 0 {
-			return w.writeAlone(fd) // a packet the kernel will refuse: let it say why
+		if i == len(w.bufs) {
+			return true
 		}
-		err := w.ring.submit(k, w.ringRes[:k])
-		for i := range k {
-			w.ringIovs[i] = [3]unix.Iovec{} // do not keep the caller's buffers reachable
-		}
-		if err != nil {
+		switch err := w.writeCur(fd); err {
+		case nil:
+			w.n++
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false // wait until writable
+		default:
 			w.err = err
 			return true
 		}
-		if stop, ret := w.takeWrites(k); stop {
-			return ret
-		}
 	}
-	return true
 }
 
-// ringWritable reports whether a packet (b, then pay) may go in a ring
-// batch: not empty, and IP version 4 or 6, the checks in which the kernel
-// fails one packet and not the next (see writeRing).
-func ringWritable(b, pay []byte) bool {
-	first := b
-	if len(first) == 0 {
-		first = pay
-	}
-	return len(first) > 0 && (first[0]>>4 == 4 || first[0]>>4 == 6)
+// queueable reports whether packet i (the next after those queued) may
+// join the ring's queue: there is a ring with room, and it is not a lone
+// packet (the last, with nothing queued before it), which one plain call
+// writes for less.
+func (w *writer) queueable(i int) bool {
+	return w.ring != nil && w.queued < len(w.ringRes) && !(w.queued == 0 && i == len(w.bufs)-1)
 }
 
-// takeWrites counts the first k ring results, one packet each from
-// bufs[w.n] on. stop says the poller callback must return ret: false to
-// wait until writable (EAGAIN), true with w.err set on an error. A write
-// that was never issued (ECANCELED) ends the count without stopping: the
-// next round starts with it.
-func (w *writer) takeWrites(k int) (stop, ret bool) {
+// queueWrite queues packet w.n+w.queued, its non-empty parts gathered in
+// order (a virtio header on an offload device, the packet, its payload),
+// in the next ring slot.
+func (w *writer) queueWrite(fd uintptr, parts ...[]byte) {
+	iov := &w.ringIovs[w.queued]
+	if nv := setIovecs(iov[:], parts...); nv == 1 {
+		w.ring.prep(w.queued, uringOpWrite, fd, unsafe.Pointer(iov[0].Base), int(iov[0].Len))
+	} else {
+		w.ring.prep(w.queued, uringOpWritev, fd, unsafe.Pointer(&iov[0]), nv)
+	}
+	w.queued++
+}
+
+// flushWrites submits the queued writes in one io_uring_enter and counts
+// them from bufs[w.n] on. stop says the poller callback must return ret
+// now: false to wait until writable (EAGAIN), true with w.err set on an
+// error. A write that was never issued (ECANCELED) ends the count without
+// stopping: the next round starts with it.
+func (w *writer) flushWrites() (stop, ret bool) {
+	k := w.queued
+	w.queued = 0
+	err := w.ring.submit(k, w.ringRes[:k])
+	for i := range k {
+		w.ringIovs[i] = [3]unix.Iovec{} // do not keep the caller's buffers reachable
+	}
+	if err != nil {
+		w.err = err
+		return true, true
+	}
 	for i := range k {
 		res := w.ringRes[i]
 		if res >= 0 {
@@ -751,39 +759,29 @@ func (w *writer) takeWrites(k int) (stop, ret bool) {
 	return false, false
 }
 
-// writeAlone writes bufs[w.n] (and its payload) with one system call, as
-// write does, then goes on with the batch through the ring.
-func (w *writer) writeAlone(fd uintptr) bool {
-	switch err := w.writeCur(fd); err {
-	case nil:
-		w.n++
-		return w.n == len(w.bufs) || w.writeRing(fd)
-	case unix.EAGAIN:
-		return false
-	case unix.EINTR:
-		return w.writeAlone(fd)
-	default:
-		w.err = err
-		return true
+// ringWritable reports whether a packet (b, then pay) may go in a ring
+// batch: not empty, and IP version 4 or 6, the checks in which the kernel
+// fails one packet and not the next (see write).
+func ringWritable(b, pay []byte) bool {
+	first := b
+	if len(first) == 0 {
+		first = pay
 	}
+	return len(first) > 0 && (first[0]>>4 == 4 || first[0]>>4 == 6)
 }
 
-// write is the poller callback for WritePackets. A TUN write is one whole
-// packet or an error, never a partial write.
-func (w *writer) write(fd uintptr) bool {
-	for w.n < len(w.bufs) {
-		switch err := w.writeCur(fd); err {
-		case nil:
-			w.n++
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false // wait until writable
-		default:
-			w.err = err
-			return true
+// setIovecs points iov at the non-empty parts, in order, and returns how
+// many entries it used.
+func setIovecs(iov []unix.Iovec, parts ...[]byte) int {
+	n := 0
+	for _, p := range parts {
+		if len(p) > 0 {
+			iov[n] = unix.Iovec{Base: &p[0]}
+			iov[n].SetLen(len(p))
+			n++
 		}
 	}
-	return true
+	return n
 }
 
 // writeCur writes bufs[w.n], and its payload if it has one, with one

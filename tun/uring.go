@@ -28,10 +28,9 @@ import (
 // A ring is used by one goroutine at a time (the reader's or writer's
 // mutex), but not always from the same thread, so no SINGLE_ISSUER.
 type uring struct {
-	fd      int
-	entries uint32
+	fd int
 
-	sqHead, sqTail *uint32
+	sqTail         *uint32 // the kernel's head is not needed: submit consumes every slot it fills
 	sqMask         uint32
 	sqes           []uringSQE
 	cqHead, cqTail *uint32
@@ -103,7 +102,7 @@ func newURing(entries uint32) (*uring, error) {
 	if errno != 0 {
 		return nil, errno
 	}
-	u := &uring{fd: int(fd), entries: p.sqEntries}
+	u := &uring{fd: int(fd)}
 	if p.features&uringFeatSingleMmap == 0 {
 		// Kernels before 5.4; not worth a second mapping.
 		unix.Close(u.fd)
@@ -123,7 +122,6 @@ func newURing(entries uint32) (*uring, error) {
 	}
 	u.ringMem, u.sqeMem = mem, sqeMem
 	base := unsafe.Pointer(&mem[0])
-	u.sqHead = (*uint32)(unsafe.Add(base, p.sqOff.head))
 	u.sqTail = (*uint32)(unsafe.Add(base, p.sqOff.tail))
 	u.sqMask = *(*uint32)(unsafe.Add(base, p.sqOff.ringMask))
 	u.cqHead = (*uint32)(unsafe.Add(base, p.cqOff.head))
@@ -141,7 +139,8 @@ func newURing(entries uint32) (*uring, error) {
 }
 
 // sqe returns the i-th submission slot after the current tail, cleared.
-// The caller fills at most u.entries of them, then calls submit.
+// The caller fills at most the entries newURing was asked for (batchSize),
+// then calls submit.
 func (u *uring) sqe(i int) *uringSQE {
 	s := &u.sqes[(*u.sqTail+uint32(i))&u.sqMask]
 	*s = uringSQE{}
@@ -217,6 +216,23 @@ func (u *uring) submit(n int, res []int32) error {
 		atomic.StoreUint32(u.cqHead, head)
 	}
 	return nil
+}
+
+// openRings sets up a ring for a device's reads and one for its writes,
+// or neither (nil, nil) when the kernel refuses either or fails the probe.
+func openRings(file *os.File) (rd, wr *uring) {
+	rd, err := newURing(batchSize)
+	if err != nil {
+		return nil, nil
+	}
+	if wr, err = newURing(batchSize); err != nil || !probeNoWaitRead(rd, file) {
+		rd.close()
+		if wr != nil {
+			wr.close()
+		}
+		return nil, nil
+	}
+	return rd, wr
 }
 
 // probeNoWaitRead reads the new device once through u with RWF_NOWAIT
