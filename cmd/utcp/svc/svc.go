@@ -1,9 +1,8 @@
 // Package svc holds the services of `utcp serve` over any net.Listener:
 // echo (RFC 862), discard (RFC 863), chargen (RFC 864), an HTTP/1.1
 // server (GET /, GET /bytes/N, POST /sha256) and the lab services hold and
-// stall. The
-// bench serves the same code on gVisor's netstack and on kernel sockets,
-// so every target answers the load byte for byte alike.
+// stall. The bench serves the same code on gVisor's netstack and on
+// kernel sockets, so every target answers the load byte for byte alike.
 //
 // Behaviour the load relies on:
 //   - discard and echo close after the peer's FIN (echo once everything
