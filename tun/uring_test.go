@@ -145,7 +145,38 @@ func TestWriteSplitOnBothPaths(t *testing.T) {
 				t.Fatalf("got %q, want %q", buf[:k], want)
 			}
 		}
+		// The write path allocates nothing per batch, ring or not.
+		if allocs := testing.AllocsPerRun(20, func() {
+			d.WritePacketsSplit(heads[:d.BatchSize()], pays[:d.BatchSize()])
+		}); allocs != 0 {
+			t.Fatalf("WritePacketsSplit: %v allocations per batch", allocs)
+		}
 	})
+}
+
+// TestReadRingNoAllocs reads plain packets through a ring, over a
+// socketpair, and checks the batch path allocates nothing.
+func TestReadRingNoAllocs(t *testing.T) {
+	a, b := seqpacket(t)
+	u, err := newURing(batchSize)
+	if err != nil {
+		t.Fatalf("io_uring: %v", err)
+	}
+	defer u.close()
+	var r reader
+	r.ring = u
+	bufs, sizes := newBufs(8, 1500)
+	pkt := buildUDP4(netip.AddrPortFrom(stackAddr, 1), netip.AddrPortFrom(hostAddr, 2), []byte("ring"))
+	allocs := testing.AllocsPerRun(50, func() {
+		for range 4 {
+			unix.Write(a, pkt)
+		}
+		r.bufs, r.sizes, r.n, r.ringWant = bufs, sizes, 0, 4
+		r.readRing(uintptr(b))
+	})
+	if allocs != 0 || r.n != 4 || !bytes.Equal(bufs[3][:sizes[3]], pkt) {
+		t.Fatalf("readRing: %v allocations per batch, %d packets (want 0 and 4)", allocs, r.n)
+	}
 }
 
 // TestTakeReadsClosesGaps feeds takeReads the results a batch of reads can
