@@ -16,7 +16,8 @@
 // (100,000, made by the server closing first), raw TUN packets per second
 // both ways (read: a host packet socket offers packets as fast as it can
 // and the process reads them; write: the process writes, a kernel UDP
-// socket receives). Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
+// socket receives; write as TCP: the process answers the kernel client's
+// SYN by hand and writes in-window segments, bench/rawtcp.go). Ratios: utcp/gVisor (plain), utcp+off/gVisor+off, utcp+off
 // as a percentage of the kernel, and plain utcp upload/download as a
 // percentage of the raw TUN read/write ceiling of the same run (its packet
 // rate as TCP payload, 1448 bytes a packet, since the stacks' MB/s count

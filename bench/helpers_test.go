@@ -128,6 +128,8 @@ func TestTableRatios(t *testing.T) {
 		{"tun_read_pps", "tun", []float64{500000}},
 		{"tun_write_mbs", "tun", []float64{375}},
 		{"tun_write_pps", "tun", []float64{250000}},
+		{"tun_tcpwrite_mbs", "tun", []float64{300}},
+		{"tun_tcpwrite_pps", "tun", []float64{200000}},
 		{"idle_rss", "utcp+off", []float64{1500}},
 		{"idle_rss", "kernel", []float64{1000}},
 	} {
@@ -149,6 +151,9 @@ func TestTableRatios(t *testing.T) {
 	if p := d.ceilingPct("download", "tun_write_pps"); p == nil || math.Abs(*p-100*270/362.0) > 1e-9 {
 		t.Errorf("download %% of write ceiling %v, want %v", p, 100*270/362.0)
 	}
+	if p := d.ceilingPct("download", "tun_tcpwrite_pps"); p == nil || math.Abs(*p-100*270/289.6) > 1e-9 {
+		t.Errorf("download %% of TCP write ceiling %v, want %v", p, 100*270/289.6)
+	}
 	var b strings.Builder
 	d.writeTable(&b)
 	out := b.String()
@@ -157,6 +162,7 @@ func TestTableRatios(t *testing.T) {
 		"| RSS per idle connection (hold) | B/conn | - | 1500 | - | - | 1000 | - | - | - |",
 		"| 500000 | 750 | 724 | upload 55% |",
 		"| 250000 | 375 | 362 | download 75% |",
+		"| write as TCP (process -> TUN -> kernel TCP socket) | 200000 | 300 | 290 | download 93% |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

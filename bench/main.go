@@ -34,6 +34,7 @@ network namespace of its own making that vanishes when the run ends:
                gVisor's TCP sending 64 KiB GSO super-segments)
   kernel       the Linux stack against itself over a veth pair (upper reference)
   tun          raw TUN ceiling: packets a process reads from / writes to a TUN
+               (UDP both ways, and TCP segments written to a kernel client)
 
 Rounds are interleaved (utcp utcp+off gvisor gvisor+off kernel tun, utcp ...)
 and each figure is reported as median [min-max] over the rounds. Memory
