@@ -235,23 +235,25 @@ func openRings(file *os.File) (rd, wr *uring) {
 	return rd, wr
 }
 
-// probeNoWaitRead reads the new device once through u with RWF_NOWAIT
-// and reports whether that worked: EAGAIN for the empty queue a new
-// device has, or a packet (a later queue of a multi-queue device may
-// already hold an IPv6 router solicitation, which is then lost). A kernel
-// whose TUN lacks non-blocking reads for io_uring answers EOPNOTSUPP
-// instead, and every batch would fail; the device then reads with plain
-// system calls.
+// probeNoWaitRead asks for a read of zero bytes from the new device
+// through u with RWF_NOWAIT and reports whether the kernel took it. A
+// kernel whose TUN lacks non-blocking reads for io_uring answers
+// EOPNOTSUPP, which io_uring checks before the read itself, and every
+// batch would fail; the device then reads with plain system calls. Zero
+// bytes, because a TUN read of zero bytes returns 0 and leaves the queue
+// alone: a later queue of a multi-queue device may already hold a packet
+// (an IPv6 router solicitation, say), and a probe of any real length
+// would take it.
 func probeNoWaitRead(u *uring, file *os.File) bool {
 	rc, err := file.SyscallConn()
 	if err != nil {
 		return false
 	}
-	var scratch [64]byte
+	var scratch [1]byte
 	var res [1]int32
 	ok := false
 	rc.Control(func(fd uintptr) {
-		u.prep(0, uringOpRead, fd, unsafe.Pointer(&scratch[0]), len(scratch))
+		u.prep(0, uringOpRead, fd, unsafe.Pointer(&scratch[0]), 0)
 		u.noWait(0)
 		ok = u.submit(1, res[:]) == nil && (res[0] >= 0 || res[0] == -int32(unix.EAGAIN))
 	})

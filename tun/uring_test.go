@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,70 @@ func TestTakeReadsShorterBufferBelow(t *testing.T) {
 	r.takeReads(0, 2)
 	if r.n != 0 || r.truncated.Load() != 1 {
 		t.Fatalf("n %d, truncated %d; want 0 and 1", r.n, r.truncated.Load())
+	}
+}
+
+// TestProbeLeavesQueuedPacket: the open-time probe must tell a TUN that
+// reads through io_uring from a file that cannot, without taking a packet
+// already queued (a later queue of a multi-queue device may hold one when
+// its rings are opened).
+func TestProbeLeavesQueuedPacket(t *testing.T) {
+	if !netns.Run(t) {
+		return
+	}
+	d := openTest(t, Config{HostAddr: hostPrefix, NoIOURing: true})
+	rc, err := d.file.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Empty the queue of what the kernel sent by itself (IPv6 chatter),
+	// so that our datagram is the packet at its head.
+	rc.Control(func(fd uintptr) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := unix.Read(int(fd), buf); err != nil {
+				return
+			}
+		}
+	})
+	c := dialStack(t)
+	if _, err := c.Write([]byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the datagram is in the device's queue.
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 5000); n != 1 || err != nil {
+			t.Fatalf("poll: %d, %v: the datagram never reached the TUN", n, err)
+		}
+	})
+	u, err := newURing(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	if !probeNoWaitRead(u, d.file) {
+		t.Fatal("probe refused a TUN")
+	}
+	bufs, _ := newBufs(d.BatchSize(), d.MTU())
+	found := false
+	readUntil(t, d, 5*time.Second, bufs, func(p []byte) bool {
+		u, ok := parseUDP4(p)
+		found = ok && string(u.payload) == "queued"
+		return !found
+	})
+	if !found {
+		t.Fatal("the queued datagram was not read after the probe")
+	}
+
+	// A file without non-blocking reads for io_uring: procfs sets no
+	// FMODE_NOWAIT.
+	f, err := os.Open("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if probeNoWaitRead(u, f) {
+		t.Error("probe accepted /proc/self/stat, whose reads cannot be non-blocking")
 	}
 }
