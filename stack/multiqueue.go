@@ -140,6 +140,7 @@ func queueOf(pkt []byte, n int) int {
 
 // distributeLocked moves s.outq onto the per-queue lists, in order.
 func (s *Stack) distributeLocked() {
+	s.markPushes()
 	n := len(s.mq.q)
 	for i, b := range s.outq {
 		q := &s.mq.q[queueOf(b, n)]

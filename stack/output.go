@@ -253,6 +253,9 @@ func (t *tcb) sendDataAt(seq seg.Seq, n int, fin bool) (int, bool) {
 	default:
 		s.emit(&sg)
 	}
+	if !partial && n > 0 {
+		t.pushCandidate(sg.Flags.Has(seg.PSH))
+	}
 	t.ackSent()
 	return n, fin
 }

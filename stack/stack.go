@@ -177,6 +177,9 @@ type Stack struct {
 
 	// Output: packets produced under mu, written by one flusher at a time.
 	outq, spare [][]byte
+	// pushCands are the connections whose latest data segment in outq
+	// lacks PSH (tcb.pushAt); markPushes sets it when outq is taken.
+	pushCands []*tcb
 	// With a SplitLink (split, nil otherwise), outPay runs beside outq:
 	// the payload of a packet whose outq entry holds only its headers.
 	outPay, paySpare [][]byte
@@ -472,6 +475,7 @@ func (s *Stack) unlockAndWrite() {
 	}
 	s.flushing = true
 	for first := true; len(s.outq) > 0; first = false {
+		s.markPushes()
 		batch, pays := s.outq, s.outPay
 		s.outq = s.spare[:0]
 		if s.split != nil {
@@ -637,6 +641,7 @@ func (s *Stack) NextDeadline() (timers.Instant, bool) {
 func (s *Stack) TakeOutput() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.markPushes()
 	out := make([][]byte, len(s.outq))
 	copy(out, s.outq)
 	s.outq = s.outq[:0]

@@ -33,6 +33,7 @@ type tcb struct {
 	sndWl2    seg.Seq
 	sndShift  uint8   // peer's window scale (RFC 7323 §2)
 	sndSmall  seg.Seq // end of the last sub-MSS segment sent (Minshall's Nagle)
+	pushAt    int     // 1 + index in s.outq of our latest data segment, if it lacks PSH; 0 if none (push.go)
 	wsOK      bool    // both sides offered window scaling
 	rcvShift  uint8   // ours
 	mss       int     // payload bytes per segment we send (MSS less our options)

@@ -400,7 +400,9 @@ func TestScriptedSWSOverrideTimer(t *testing.T) {
 	}
 	f.noOutput() // 1000 bytes < MSS and < half the largest window: held
 	f.advance(200 * time.Millisecond)
-	f.out(ACK, seq(1), ack(1001), data(payload[:1000]))
+	// PSH although data remains: it is the last segment of its batch
+	// (push.go).
+	f.out(ACK|PSH, seq(1), ack(1001), data(payload[:1000]))
 	// Its ACK closes the window: from now on, zero-window probes.
 	f.in(ACK, seq(1001), ack(1001), win(0))
 	f.noOutput()

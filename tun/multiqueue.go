@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,9 +52,15 @@ func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
 	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoTunDevice
 	}
-	files, name, offload, err := attachQueues(cfg.Name, n, cfg.Offload)
+	napi := cfg.GROFlushTimeout > 0 && !cfg.Offload
+	files, name, offload, err := attachQueues(cfg.Name, n, cfg.Offload, napi)
 	if err == errOffloadRefused {
-		files, name, offload, err = attachQueues(cfg.Name, n, false)
+		files, name, offload, err = attachQueues(cfg.Name, n, false, napi)
+	}
+	var napiErr error
+	if err == errNAPIRefused {
+		napiErr, napi = err, false
+		files, name, offload, err = attachQueues(cfg.Name, n, false, false)
 	}
 	if err != nil {
 		return nil, openError(cfg.Name, err)
@@ -75,6 +82,17 @@ func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
 			return nil, err
 		}
 		m.queues = append(m.queues, d)
+	}
+	// gro_flush_timeout is per interface; each queue has its own NAPI
+	// context, and the write reaches every one of them.
+	groFlush, groErr := time.Duration(0), napiErr
+	if napi {
+		if groErr = setGROFlushTimeout(name, cfg.GROFlushTimeout); groErr == nil {
+			groFlush = cfg.GROFlushTimeout
+		}
+	}
+	for _, d := range m.queues {
+		d.groFlush, d.groErr = groFlush, groErr
 	}
 	return m, nil
 }
@@ -101,7 +119,7 @@ func openQueue(cfg Config, f *os.File, name string, offload, configureLink bool)
 // creates the interface (and fixes its name if cfg.Name holds "%d"); the
 // others name it exactly. All must ask for the same flags, or the kernel
 // refuses the attachment (tun_set_iff).
-func attachQueues(name string, n int, offload bool) (files []*os.File, got string, _ bool, err error) {
+func attachQueues(name string, n int, offload, napi bool) (files []*os.File, got string, _ bool, err error) {
 	var fds []int
 	defer func() {
 		if err != nil {
@@ -113,6 +131,9 @@ func attachQueues(name string, n int, offload bool) (files []*os.File, got strin
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE)
 	if offload {
 		flags |= unix.IFF_VNET_HDR
+	}
+	if napi {
+		flags |= unix.IFF_NAPI
 	}
 	got = name
 	for i := range n {
@@ -129,6 +150,9 @@ func attachQueues(name string, n int, offload bool) (files []*os.File, got strin
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			if err == unix.EINVAL && offload && i == 0 {
 				return nil, "", false, errOffloadRefused
+			}
+			if err == unix.EINVAL && napi && i == 0 {
+				return nil, "", false, errNAPIRefused
 			}
 			return nil, "", false, err
 		}
@@ -171,6 +195,9 @@ func (m *MultiQueue) BatchSize() int { return batchSize }
 
 // Offload reports whether the queues run with offloads.
 func (m *MultiQueue) Offload() bool { return m.queues[0].Offload() }
+
+// GRO reports the interface's gro_flush_timeout, as Device.GRO.
+func (m *MultiQueue) GRO() (time.Duration, error) { return m.queues[0].GRO() }
 
 // IOURing reports whether every queue batches through io_uring.
 func (m *MultiQueue) IOURing() bool {

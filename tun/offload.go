@@ -75,46 +75,27 @@ var setOffload = func(fd int, flags int) error {
 // device the ordinary way. Other errors come from TUNSETIFF and are as final
 // as water's.
 func openVnet(name string) (*os.File, string, error) {
-	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, got, err := attach(name, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
+	if err == unix.EINVAL {
+		// Either a kernel without IFF_VNET_HDR or a name taken by a
+		// non-TUN interface: the ordinary path tells them apart and words
+		// the error.
+		return nil, "", errOffloadRefused
+	}
 	if err != nil {
-		return nil, "", err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			unix.Close(fd)
-		}
-	}()
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return nil, "", err
-	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		if err == unix.EINVAL {
-			// Either a kernel without IFF_VNET_HDR or a name taken by a
-			// non-TUN interface: the ordinary path tells them apart and
-			// words the error.
-			return nil, "", errOffloadRefused
-		}
-		return nil, "", err
-	}
-	// Like water: clear the persist flag so the interface dies with the
-	// descriptor even if we attached to a persistent one.
-	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
 		return nil, "", err
 	}
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
+		unix.Close(fd)
 		return nil, "", errOffloadRefused
 	}
 	if err := setOffload(fd, offloadFlags); err != nil {
+		unix.Close(fd)
 		return nil, "", errOffloadRefused
 	}
 	// The descriptor is non-blocking, so os.NewFile registers it with the
 	// runtime poller (see Open).
-	f := os.NewFile(uintptr(fd), tunPath)
-	ok = true
-	return f, ifr.Name(), nil
+	return os.NewFile(uintptr(fd), tunPath), got, nil
 }
 
 var errOffloadRefused = errors.New("tun: the kernel refused IFF_VNET_HDR offloads")

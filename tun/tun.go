@@ -77,6 +77,17 @@ type Config struct {
 	// per GSO write); a kernel without io_uring, or one that forbids it,
 	// gets the per-packet calls anyway. Device.IOURing tells which.
 	NoIOURing bool
+
+	// GROFlushTimeout, when not 0, opens a plain device with IFF_NAPI and
+	// sets its gro_flush_timeout, so that the kernel merges consecutive
+	// TCP segments written to it before its TCP receives them (gro.go).
+	// The writer should set PSH on the last segment of each flow in each
+	// batch it writes: GRO holds a full-sized segment without PSH until
+	// more of its flow comes, a jiffy passes or this timeout expires.
+	// Offload devices ignore it (their writes are large already). If the
+	// kernel refuses either step the device still opens, and Device.GRO
+	// says what happened.
+	GROFlushTimeout time.Duration
 }
 
 // MaxBusyPoll bounds Config.BusyPoll.
@@ -98,6 +109,8 @@ type Device struct {
 	closed   atomic.Bool
 	offload  bool          // IFF_VNET_HDR with TUNSETOFFLOAD accepted
 	busyPoll time.Duration // Config.BusyPoll
+	groFlush time.Duration // gro_flush_timeout set on the interface (gro.go)
+	groErr   error         // why it is not, when the kernel refused
 
 	r reader
 	w writer
@@ -132,6 +145,22 @@ func Open(cfg Config) (*Device, error) {
 		// Refused: the descriptor is closed and the interface gone; open
 		// it again the ordinary way.
 	}
+	var napiErr error
+	if cfg.GROFlushTimeout > 0 && !cfg.Offload {
+		file, name, err := openNAPI(cfg.Name)
+		switch {
+		case err == nil:
+			d, err := openFile(cfg, file, name, false)
+			if err != nil {
+				return nil, err
+			}
+			d.enableGRO(cfg.GROFlushTimeout)
+			return d, nil
+		case err != errNAPIRefused:
+			return nil, openError(cfg.Name, err)
+		}
+		napiErr = err
+	}
 
 	// water opens /dev/net/tun with O_NONBLOCK, issues TUNSETIFF with
 	// IFF_TUN|IFF_NO_PI and clears TUNSETPERSIST, so the interface dies with
@@ -150,7 +179,11 @@ func Open(cfg Config) (*Device, error) {
 		ifce.Close()
 		return nil, fmt.Errorf("tun: water returned a %T, not an *os.File: this package needs the descriptor to poll it", ifce.ReadWriteCloser)
 	}
-	return openFile(cfg, file, ifce.Name(), false)
+	d, err := openFile(cfg, file, ifce.Name(), false)
+	if d != nil {
+		d.groErr = napiErr
+	}
+	return d, err
 }
 
 // openFile finishes Open on an attached TUN descriptor.

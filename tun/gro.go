@@ -1,0 +1,163 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// GRO on a plain device (Config.GROFlushTimeout).
+//
+// Every packet written to a plain TUN reaches the kernel's IP and TCP
+// receive code as one skb, inside the writer's system call: a checksum,
+// a socket lookup, receive processing and a reader to wake, per 1500-byte
+// packet. That work, not the copy, bounds what a stack can write into a
+// plain TUN. With IFF_NAPI the TUN hands each written packet to a NAPI
+// context instead, and NAPI runs generic receive offload: consecutive
+// segments of one TCP flow are merged into one skb before TCP sees them,
+// as a NIC driver's would be.
+//
+// Merging needs something to merge with. Each write schedules its own NAPI
+// poll, and a poll that completes flushes what GRO holds, so on its own
+// IFF_NAPI merges nothing. The device's gro_flush_timeout (Linux commit
+// 3b47d30, "net: gro: add a per device gro flush timer") changes that:
+// with it set, a completed poll keeps what GRO holds and arms a timer
+// instead, and only packets older than a jiffy, or the timer, flush it.
+// GRO never holds a segment with PSH, a segment shorter than the MSS, or
+// one with SYN, FIN, RST or URG: those flush their flow at once. So a
+// sender that sets PSH on the last segment of every batch it writes (the
+// stack does, see stack/output.go) has every batch delivered as soon as
+// it is written, in as few skbs as its flows allow, and the timer is only
+// a bound on anything else.
+//
+// The timer is re-armed by every poll, that is by every write. Arming a
+// timer that expires before the next scheduler tick reprograms the clock
+// event device, which on a virtual machine traps to the hypervisor: on
+// our test machine a 50 µs timerfd_settime costs 27 µs, a 5 ms one 2 µs.
+// Hence DefaultGROFlushTimeout is longer than a tick (4 ms at HZ=250).
+//
+// gro_flush_timeout has no netlink attribute; it is written in sysfs
+// (/sys/class/net/NAME/gro_flush_timeout). /sys shows the network
+// namespace of whoever mounted it, which for a process started with
+// `unshare --net` is not its own. So the write goes through a sysfs
+// mounted for this purpose, in a mount namespace of a thread that is
+// thrown away afterwards (setGROFlushTimeout).
+
+// DefaultGROFlushTimeout is utcp serve's --gro-flush-timeout default.
+const DefaultGROFlushTimeout = 5 * time.Millisecond
+
+var errNAPIRefused = errors.New("tun: the kernel refused IFF_NAPI")
+
+// openNAPI creates (or attaches to) the plain TUN interface name with
+// IFF_NAPI. errNAPIRefused means this kernel has no IFF_NAPI (before 4.15)
+// or the name belongs to something else; the caller opens the device the
+// ordinary way, which words the second case.
+func openNAPI(name string) (*os.File, string, error) {
+	fd, got, err := attach(name, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_NAPI)
+	if err == unix.EINVAL {
+		return nil, "", errNAPIRefused
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	// Non-blocking, so os.NewFile registers it with the runtime poller.
+	return os.NewFile(uintptr(fd), tunPath), got, nil
+}
+
+// attach opens /dev/net/tun, attaches the descriptor to the interface name
+// with TUNSETIFF and flags, and clears the persist flag so that the
+// interface dies with the descriptor even if it existed before (as water
+// does). It returns the descriptor, non-blocking, and the kernel's name.
+func attach(name string, flags uint16) (int, string, error) {
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(flags)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err == nil {
+		err = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, "", err
+	}
+	return fd, ifr.Name(), nil
+}
+
+// enableGRO sets the interface's gro_flush_timeout to t and records the
+// outcome on d: GRO reports it.
+func (d *Device) enableGRO(t time.Duration) {
+	if err := setGROFlushTimeout(d.name, t); err != nil {
+		d.groErr = err
+		return
+	}
+	d.groFlush = t
+}
+
+// GRO reports the gro_flush_timeout the device runs with: 0 when
+// Config.GROFlushTimeout was 0, the device has offloads, or the kernel
+// refused; err then says why, if it was a refusal.
+func (d *Device) GRO() (time.Duration, error) { return d.groFlush, d.groErr }
+
+// setGROFlushTimeout writes t to the interface's gro_flush_timeout through
+// a sysfs of this process's network namespace (see the top of this file).
+func setGROFlushTimeout(ifname string, t time.Duration) error {
+	dir, err := os.MkdirTemp("", "utcp-sysfs-")
+	if err != nil {
+		return fmt.Errorf("tun: %s: gro_flush_timeout: %w", ifname, err)
+	}
+	defer os.Remove(dir)
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: when this goroutine returns, the runtime ends
+		// the thread, and the mount namespace goes with it.
+		runtime.LockOSThread()
+		errc <- writeSysfsPrivately(dir, ifname, t)
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("tun: %s: gro_flush_timeout: %w", ifname, err)
+	}
+	return nil
+}
+
+// writeSysfsPrivately runs on a locked thread that is never reused.
+func writeSysfsPrivately(dir, ifname string, t time.Duration) error {
+	// CLONE_NEWNS implies CLONE_FS, which unshare grants one thread of a
+	// process that shares its fs_struct with others.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
+	}
+	// The new namespace's mounts are peers of the old ones where those are
+	// shared; make them private so our mount does not show elsewhere.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if err := unix.Mount("sysfs", dir, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting sysfs: %w", err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	p := filepath.Join(dir, "class", "net", ifname, "gro_flush_timeout")
+	want := strconv.FormatInt(t.Nanoseconds(), 10)
+	if err := os.WriteFile(p, []byte(want), 0); err != nil {
+		return err
+	}
+	got, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(got)) != want {
+		return fmt.Errorf("wrote %s, reads back %q", want, strings.TrimSpace(string(got)))
+	}
+	return nil
+}
