@@ -149,7 +149,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 	dur := d.o.duration
 	if t == "tun" {
 		d.logf("round %d/%d tun: raw TUN ceiling ...", r, d.o.rounds)
-		rr, err := rawTUN(ctx, dur, d.o.txqlen, d.o.noIOURing)
+		rr, err := rawTUN(ctx, dur, d.o.ceil())
 		if err != nil {
 			d.logf("round %d tun: %v", r, err)
 			return
@@ -159,7 +159,7 @@ func (d *driver) fastRound(ctx context.Context, r int, t string) {
 		d.res.add("tun_write_pps", t, rr.writePPS)
 		d.res.add("tun_write_mbs", t, rr.writePPS*rawPktLen/1e6)
 		d.logf("round %d/%d tun: %v", r, d.o.rounds, rr)
-		tr, err := rawTCPWrite(ctx, dur, d.o.txqlen, d.o.noIOURing)
+		tr, err := rawTCPWrite(ctx, dur, d.o.ceil())
 		if err != nil {
 			d.logf("round %d tun: %v", r, err)
 			return
@@ -240,7 +240,7 @@ func (d *driver) stopServer(s *server) {
 // its own (a profile file, long TIME_WAIT).
 func (d *driver) serverOpts() serverOpts {
 	return serverOpts{verbose: d.o.verbose, queues: d.o.queues, procs: d.o.procs, busyPoll: d.o.busyPoll,
-		noIOURing: d.o.noIOURing, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
+		noIOURing: d.o.noIOURing, noGRO: d.o.noGRO, gvProcs: d.o.gvProcs, txqlen: d.o.txqlen, cc: d.cc}
 }
 
 // memRound measures RSS per idle connection and per TIME_WAIT entry, each

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+	"utcp/tun"
 
 	"utcp/seg"
 )
@@ -223,13 +224,19 @@ func TestUtcpServeFlags(t *testing.T) {
 	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--txqueuelen 4096"; got != want {
 		t.Errorf("default flags %q, want %q", got, want)
 	}
-	o, err = parseOptions([]string{"--utcp-procs", "2", "--utcp-busy-poll", "0", "--utcp-queues", "2", "--no-io-uring"}, io.Discard)
+	o, err = parseOptions([]string{"--utcp-procs", "2", "--utcp-busy-poll", "0", "--utcp-queues", "2", "--no-io-uring", "--no-gro"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d = &driver{o: o}
-	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--queues 2 --procs 2 --busy-poll 0s --io-uring=false --txqueuelen 4096"; got != want {
+	if got, want := strings.Join(d.serverOpts().utcpFlags(), " "), "--queues 2 --procs 2 --busy-poll 0s --io-uring=false --gro-flush-timeout 0 --txqueuelen 4096"; got != want {
 		t.Errorf("flags %q, want %q", got, want)
+	}
+	if c := o.ceil().config("x"); c.GROFlushTimeout != 0 || !c.NoIOURing {
+		t.Errorf("--no-gro --no-io-uring: the ceiling opens %+v", c)
+	}
+	if c := (&options{}).ceil().config("x"); c.GROFlushTimeout != tun.DefaultGROFlushTimeout || c.NoIOURing || c.BusyPoll != tun.DefaultBusyPoll {
+		t.Errorf("defaults: the ceiling opens %+v, not as utcp serve does", c)
 	}
 	// utcp serve parses durations with time.ParseDuration: "50µs" must
 	// come back as itself.

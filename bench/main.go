@@ -62,6 +62,7 @@ type options struct {
 	procs      int           // utcp serve --procs (GOMAXPROCS); 0 keeps serve's default, one per queue
 	busyPoll   time.Duration // utcp serve --busy-poll; negative keeps serve's default
 	noIOURing  bool          // utcp serve --io-uring=false, and the raw ceiling without io_uring
+	noGRO      bool          // utcp serve --gro-flush-timeout 0, and the raw ceiling without GRO
 	gvProcs    int           // GOMAXPROCS of the gVisor server; 0 leaves it to Go
 	txqlen     int           // TUN txqueuelen of every TUN target (utcp, gVisor, raw)
 	cc         string        // kernel TCP congestion control in the bench's namespaces; "" inherits
@@ -92,6 +93,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.twBudget, "tw-budget", 50*time.Second, "most time spent creating TIME_WAIT entries per target (the kernel keeps them 60 s)")
 	fs.IntVar(&o.queues, "utcp-queues", 1, "passed to utcp serve as --queues N (TUN queues, one reader goroutine each)")
 	fs.IntVar(&o.procs, "utcp-procs", 0, "passed to utcp serve as --procs N (GOMAXPROCS, cores it may use at once); 0 keeps serve's default, one per TUN queue")
+	fs.BoolVar(&o.noGRO, "no-gro", false, "no GRO on plain TUNs: passes --gro-flush-timeout 0 to utcp serve, and the raw TUN ceiling opens its devices the same way")
 	fs.BoolVar(&o.noIOURing, "no-io-uring", false, "one system call per packet on the TUN: passes --io-uring=false to utcp serve, and the raw TUN ceiling reads and writes the same way, so the two stay comparable")
 	fs.DurationVar(&o.busyPoll, "utcp-busy-poll", -1, "passed to utcp serve as --busy-poll D (0 turns busy polling off); negative keeps serve's default")
 	fs.IntVar(&o.gvProcs, "gvisor-procs", 0, "GOMAXPROCS for the gVisor server; 0 leaves Go's default")

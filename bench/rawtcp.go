@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -27,8 +26,8 @@ import (
 // So here the kernel client does exactly what the download figure does:
 // it connects to port 19 and reads with 256 KiB reads. The process answers
 // its SYN with a SYN-ACK and then writes in-order 1500-byte segments
-// shaped like utcp's (timestamp option, 1448 bytes of payload, ACK without
-// PSH) as fast as the kernel's window lets it. There is no retransmission,
+// shaped like utcp's (timestamp option, 1448 bytes of payload, PSH only
+// on the last of each batch) as fast as the kernel's window lets it. There is no retransmission,
 // no congestion control and no timer. The one thing it reads back is the
 // kernel's ACKs: they carry the right edge of the window and the timestamp
 // to echo.
@@ -44,6 +43,7 @@ const (
 
 type tcpCeilResult struct {
 	pps       float64 // data segments written per second
+	segs      int64   // data segments written
 	delivered float64 // fraction of the written payload the kernel client read
 	clientMBs float64 // what the kernel client measured, as in the download figure
 }
@@ -66,10 +66,9 @@ type ceilFlow struct {
 }
 
 // rawTCPWrite measures the TCP write ceiling for about d.
-func rawTCPWrite(ctx context.Context, d time.Duration, txqlen int, noIOURing bool) (tcpCeilResult, error) {
+func rawTCPWrite(ctx context.Context, d time.Duration, o ceilOpts) (tcpCeilResult, error) {
 	var r tcpCeilResult
-	dev, err := tun.Open(tun.Config{Name: "btun1", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen,
-		BusyPoll: tun.DefaultBusyPoll, NoIOURing: noIOURing})
+	dev, err := tun.Open(o.config("btun1"))
 	if err != nil {
 		return r, err
 	}
@@ -179,6 +178,12 @@ func rawTCPWrite(ctx context.Context, d time.Duration, txqlen int, noIOURing boo
 		ts, ecr := tsval(), fl.tsRecent.Load()
 		for i := range k {
 			t := batch[i][20:]
+			// PSH on the batch's last segment only, as utcp sets it
+			// (stack/push.go), so GRO delivers each batch at once.
+			t[13] = byte(seg.ACK)
+			if i == k-1 {
+				t[13] |= byte(seg.PSH)
+			}
 			binary.BigEndian.PutUint32(t[4:], sndNxt)
 			binary.BigEndian.PutUint32(t[24:], ts)
 			binary.BigEndian.PutUint32(t[28:], ecr)
@@ -196,7 +201,7 @@ func rawTCPWrite(ctx context.Context, d time.Duration, txqlen int, noIOURing boo
 	if res.err != nil {
 		return r, fmt.Errorf("tcp ceiling: kernel client: %w", res.err)
 	}
-	r.pps = float64(wrote) / el
+	r.pps, r.segs = float64(wrote)/el, wrote
 	r.clientMBs = res.mbs
 	if wrote > 0 {
 		r.delivered = float64(res.n) / float64(wrote*rawTCPPayload)

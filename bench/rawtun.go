@@ -26,13 +26,28 @@ type rawResult struct {
 	readSent, readCounted int64
 }
 
-func rawTUN(ctx context.Context, d time.Duration, txqlen int, noIOURing bool) (rawResult, error) {
+// ceilOpts are the bench flags that shape the ceilings' devices.
+type ceilOpts struct {
+	txqlen           int
+	noIOURing, noGRO bool
+}
+
+// config is the device a ceiling opens: set up as utcp serve sets up its
+// own (busy poll, io_uring, GRO on a plain device), unless --no-io-uring
+// or --no-gro turns a technique off for utcp and the ceiling alike, so
+// the ceiling is never lower for want of something the stack uses.
+func (o ceilOpts) config(name string) tun.Config {
+	c := tun.Config{Name: name, HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: o.txqlen,
+		BusyPoll: tun.DefaultBusyPoll, NoIOURing: o.noIOURing, GROFlushTimeout: tun.DefaultGROFlushTimeout}
+	if o.noGRO {
+		c.GROFlushTimeout = 0
+	}
+	return c
+}
+
+func rawTUN(ctx context.Context, d time.Duration, o ceilOpts) (rawResult, error) {
 	var r rawResult
-	dev, err := tun.Open(tun.Config{Name: "btun0", HostAddr: netip.PrefixFrom(hostAddr, 24), MTU: rawPktLen, TxQueueLen: txqlen,
-		// Read and write as utcp serve does (busy poll, and io_uring
-		// unless --no-io-uring), so the ceiling is not lower for want of
-		// a technique the stack uses.
-		BusyPoll: tun.DefaultBusyPoll, NoIOURing: noIOURing})
+	dev, err := tun.Open(o.config("btun0"))
 	if err != nil {
 		return r, err
 	}
@@ -180,4 +195,9 @@ func udpPacket(src, dst netip.Addr, sport, dport uint16, n int) []byte {
 
 func (r rawResult) String() string {
 	return fmt.Sprintf("read %.0f pps (%d of %d offered), write %.0f pps (%.0f%% delivered)", r.readPPS, r.readCounted, r.readSent, r.writePPS, 100*r.writeDelivered)
+}
+
+// ceil is what the bench's flags ask of the ceilings' devices.
+func (o *options) ceil() ceilOpts {
+	return ceilOpts{txqlen: o.txqlen, noIOURing: o.noIOURing, noGRO: o.noGRO}
 }

@@ -55,6 +55,7 @@ type serverOpts struct {
 	procs        int           // utcp only: --procs, 0 for serve's default
 	busyPoll     time.Duration // utcp only: --busy-poll, negative for serve's default
 	noIOURing    bool          // utcp only: --io-uring=false
+	noGRO        bool          // utcp only: --gro-flush-timeout 0
 	gvProcs      int           // gVisor only: GOMAXPROCS, 0 for Go's default
 	txqlen       int           // TUN txqueuelen for utcp and gVisor alike; 0 for the kernel's 500
 	cc           string        // kernel only: its server's congestion control, as the clients'
@@ -82,6 +83,9 @@ func (o serverOpts) utcpFlags() []string {
 	}
 	if o.noIOURing {
 		args = append(args, "--io-uring=false")
+	}
+	if o.noGRO {
+		args = append(args, "--gro-flush-timeout", "0")
 	}
 	return append(args, "--txqueuelen", strconv.Itoa(o.txqlen))
 }

@@ -53,6 +53,10 @@ import (
 // DefaultGROFlushTimeout is utcp serve's --gro-flush-timeout default.
 const DefaultGROFlushTimeout = 5 * time.Millisecond
 
+// MaxGROFlushTimeout bounds Config.GROFlushTimeout: how long a segment
+// may wait in GRO for lack of PSH.
+const MaxGROFlushTimeout = time.Second
+
 var errNAPIRefused = errors.New("tun: the kernel refused IFF_NAPI")
 
 // openNAPI creates (or attaches to) the plain TUN interface name with

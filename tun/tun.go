@@ -909,6 +909,9 @@ func (cfg *Config) normalize() error {
 	if cfg.TxQueueLen < 0 || cfg.TxQueueLen > MaxTxQueueLen {
 		return fmt.Errorf("tun: transmit queue length %d out of range: 0 (kernel default) to %d", cfg.TxQueueLen, MaxTxQueueLen)
 	}
+	if cfg.GROFlushTimeout < 0 || cfg.GROFlushTimeout > MaxGROFlushTimeout {
+		return fmt.Errorf("tun: GRO flush timeout %v out of range: 0 (off) to %v", cfg.GROFlushTimeout, MaxGROFlushTimeout)
+	}
 	if cfg.BusyPoll < 0 || cfg.BusyPoll > MaxBusyPoll {
 		return fmt.Errorf("tun: busy-poll time %v out of range: 0 (off) to %v", cfg.BusyPoll, MaxBusyPoll)
 	}

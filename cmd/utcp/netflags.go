@@ -56,6 +56,7 @@ type netFlags struct {
 	queues       int
 	procs        int
 	busyPoll     time.Duration
+	groFlush     time.Duration
 	txqueuelen   int
 	cpuprofile   string
 	pprof        string
@@ -96,6 +97,7 @@ func (n *netFlags) register(fs *flag.FlagSet, withControl bool) {
 	fs.IntVar(&n.queues, "queues", 1, "TUN queues (IFF_MULTI_QUEUE), each read and written by its own goroutine so system calls use several cores; the kernel spreads connections over them by flow")
 	fs.IntVar(&n.procs, "procs", 0, "cores the stack process runs Go code on at once (GOMAXPROCS); 0 means one per TUN queue, or $GOMAXPROCS if set")
 	fs.DurationVar(&n.busyPoll, "busy-poll", tun.DefaultBusyPoll, "how long a TUN read keeps polling an empty queue before it sleeps (like net.core.busy_read): lower latency for some CPU; 0 turns it off")
+	fs.DurationVar(&n.groFlush, "gro-flush-timeout", tun.DefaultGROFlushTimeout, "on a plain TUN (no --offload), let the kernel merge utcp's segments before its TCP receives them: IFF_NAPI with this gro_flush_timeout, the longest GRO may hold a full segment without PSH (utcp ends every batch with one); 0 turns it off")
 	fs.IntVar(&n.txqueuelen, "txqueuelen", 4096, "TUN transmit queue length: packets the kernel holds for utcp to read before it drops (ip link txqueuelen); 0 keeps the kernel's 500, which one fast kernel sender overflows")
 	fs.StringVar(&n.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	fs.StringVar(&n.pprof, "pprof", "", "serve net/http/pprof on this unix socket `path` (mode 0600), e.g. curl --unix-socket PATH http://x/debug/pprof/profile?seconds=10")
@@ -171,6 +173,9 @@ func (n *netFlags) check() (netSetup, error) {
 	if n.procs < 0 {
 		return ns, failf("--procs %d: must be 0 (one per queue) or positive", n.procs)
 	}
+	if n.groFlush < 0 || n.groFlush > tun.MaxGROFlushTimeout {
+		return ns, failf("--gro-flush-timeout %v: must be 0 (off) to %v", n.groFlush, tun.MaxGROFlushTimeout)
+	}
 	if n.busyPoll < 0 || n.busyPoll > tun.MaxBusyPoll {
 		return ns, failf("--busy-poll %v: must be 0 (off) to %v", n.busyPoll, tun.MaxBusyPoll)
 	}
@@ -206,6 +211,9 @@ func (n *netFlags) open(ns netSetup, stderr io.Writer) (*netEnv, error) {
 	}
 	if n.offload && !dev.Offload() {
 		fmt.Fprintf(stderr, "utcp: --offload: the kernel refused TUN offloads on %s; running without them\n", n.tun)
+	}
+	if _, err := dev.GRO(); n.groFlush > 0 && err != nil {
+		fmt.Fprintf(stderr, "utcp: --gro-flush-timeout: %v; the kernel receives every segment on %s on its own\n", err, n.tun)
 	}
 	if n.ioURing && !dev.IOURing() {
 		fmt.Fprintf(stderr, "utcp: --io-uring: the kernel refused io_uring (see sysctl kernel.io_uring_disabled); one system call per packet on %s\n", n.tun)
@@ -302,6 +310,7 @@ type tunDevice interface {
 	Name() string
 	Offload() bool
 	IOURing() bool
+	GRO() (time.Duration, error)
 	Close() error
 }
 
@@ -336,7 +345,7 @@ func (n *netFlags) gomaxprocs(envSet bool) int {
 // one, a tun.MultiQueue (which the stack reads with one goroutine per
 // queue) for more.
 func (n *netFlags) openDevice(ns netSetup) (tunDevice, stack.Link, error) {
-	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload, TxQueueLen: n.txqueuelen, BusyPoll: n.busyPoll, NoIOURing: !n.ioURing}
+	cfg := tun.Config{Name: n.tun, HostAddr: ns.host, MTU: n.mtu, Offload: n.offload, TxQueueLen: n.txqueuelen, BusyPoll: n.busyPoll, NoIOURing: !n.ioURing, GROFlushTimeout: n.groFlush}
 	if n.queues > 1 {
 		m, err := tun.OpenMultiQueue(cfg, n.queues)
 		if err != nil {
