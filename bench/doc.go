@@ -7,7 +7,7 @@
 //
 //	go run ./bench [--rounds 3] [--duration 2s] [--only utcp,utcp+off,gvisor,gvisor+off,kernel,tun]
 //	               [--mem-rounds 1] [--idle 10000] [--tw 100000] [--json] [--cpuprofile FILE]
-//	               [--no-io-uring] [--utcp-procs N] [--utcp-busy-poll D] [--gvisor-procs N]
+//	               [--no-io-uring] [--no-gro] [--utcp-procs N] [--utcp-busy-poll D] [--gvisor-procs N]
 //
 // Figures: upload and download MB/s on one connection, CPU seconds of the
 // stack process per GB moved, echo 1-byte round trip p50/p99, HTTP
@@ -22,8 +22,9 @@
 // percentage of the raw TUN read/write ceiling of the same run (its packet
 // rate as TCP payload, 1448 bytes a packet, since the stacks' MB/s count
 // payload). The ceiling reads and writes through the same tun code as
-// utcp serve (busy poll, io_uring batches), so it is not lower for want of
-// a technique the stack uses; --no-io-uring turns batching off in both.
+// utcp serve (busy poll, io_uring batches, GRO on a plain device), so it
+// is not lower for want of a technique the stack uses; --no-io-uring turns
+// batching off in both, --no-gro GRO.
 // bench/RESULTS.md holds a run and reads the figures.
 // In-memory bulk benchmarks (no TUN) are `go test -bench . ./bench`.
 //

@@ -38,6 +38,14 @@
 //     WritePackets' contract (bufs[n] failed and nothing after it was
 //     written). On an offload device a GSO write stays a call of its own.
 //     Waiting for a packet is still Go's poller, as above.
+//   - With Config.GROFlushTimeout a plain device is opened with IFF_NAPI and
+//     its gro_flush_timeout set (gro.go): the kernel's GRO merges a flow's
+//     full-sized segments written to it until one with PSH, a short one or
+//     the timer ends the run. Nothing about what the caller reads or
+//     writes changes; the setting is written through a sysfs mounted in a
+//     private mount namespace of a thread that is then discarded, so no
+//     mount outlives the call and the namespace written is the device's
+//     own. A refusal leaves a working device; Device.GRO says why.
 //   - Every error from Open names what failed and what to do about it.
 //   - With Config.Offload (and Device.Offload reporting true) the descriptor
 //     carries a struct virtio_net_hdr before every packet, but callers never
