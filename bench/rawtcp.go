@@ -234,11 +234,7 @@ func putTCPChecksum(t []byte, extra uint32) {
 // readLoop reads what the kernel sends: its SYN, then its ACKs. It stops
 // when the device is closed.
 func (fl *ceilFlow) readLoop(dev *tun.Device) {
-	bs := dev.BatchSize()
-	bufs, sizes := make([][]byte, bs), make([]int, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, 64<<10)
-	}
+	bufs, sizes := readBufs(dev)
 	for {
 		n, err := dev.ReadPackets(bufs, sizes)
 		if err != nil {

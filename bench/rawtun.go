@@ -61,15 +61,7 @@ func rawTUN(ctx context.Context, d time.Duration, o ceilOpts) (rawResult, error)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bs := dev.BatchSize()
-		bufs := make([][]byte, bs)
-		sizes := make([]int, bs)
-		for i := range bufs {
-			// 64 KiB, as the stack's own read buffers, so both read
-			// the same way (tun reads a buffer longer than any packet
-			// with read(2), a shorter one with a guard byte).
-			bufs[i] = make([]byte, 64<<10)
-		}
+		bufs, sizes := readBufs(dev)
 		for {
 			n, err := dev.ReadPackets(bufs, sizes)
 			if err != nil {
@@ -200,4 +192,15 @@ func (r rawResult) String() string {
 // ceil is what the bench's flags ask of the ceilings' devices.
 func (o *options) ceil() ceilOpts {
 	return ceilOpts{txqlen: o.txqlen, noIOURing: o.noIOURing, noGRO: o.noGRO}
+}
+
+// readBufs are a ceiling's read buffers: a batch of 64 KiB each, as the
+// stack's own, so both read the same way (tun reads a buffer longer than
+// any packet with read(2), a shorter one with a guard byte).
+func readBufs(dev *tun.Device) ([][]byte, []int) {
+	bufs := make([][]byte, dev.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, 64<<10)
+	}
+	return bufs, make([]int, len(bufs))
 }

@@ -115,11 +115,39 @@ func (d *Device) enableGRO(t time.Duration) {
 func (d *Device) GRO() (time.Duration, error) { return d.groFlush, d.groErr }
 
 // setGROFlushTimeout writes t to the interface's gro_flush_timeout through
-// a sysfs of this process's network namespace (see the top of this file).
+// a sysfs of this process's network namespace (see the top of this file),
+// and reads it back.
 func setGROFlushTimeout(ifname string, t time.Duration) error {
-	dir, err := os.MkdirTemp("", "utcp-sysfs-")
+	want := strconv.FormatInt(t.Nanoseconds(), 10)
+	err := inOwnSysfs(ifname, func(dev string) error {
+		p := filepath.Join(dev, "gro_flush_timeout")
+		if err := os.WriteFile(p, []byte(want), 0); err != nil {
+			return err
+		}
+		got, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(got)) != want {
+			return fmt.Errorf("wrote %s, reads back %q", want, strings.TrimSpace(string(got)))
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("tun: %s: gro_flush_timeout: %w", ifname, err)
+	}
+	return nil
+}
+
+// inOwnSysfs calls f with the sysfs directory of the interface ifname
+// (class/net/IFNAME) as this process's network namespace sees it. It
+// mounts a sysfs for the purpose in a mount namespace of its own, on a
+// thread that is thrown away afterwards, so the mount is never visible
+// elsewhere and outlives nothing.
+func inOwnSysfs(ifname string, f func(dev string) error) error {
+	dir, err := os.MkdirTemp("", "utcp-sysfs-")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(dir)
 	errc := make(chan error, 1)
@@ -127,16 +155,13 @@ func setGROFlushTimeout(ifname string, t time.Duration) error {
 		// Never unlocked: when this goroutine returns, the runtime ends
 		// the thread, and the mount namespace goes with it.
 		runtime.LockOSThread()
-		errc <- writeSysfsPrivately(dir, ifname, t)
+		errc <- inOwnSysfsLocked(dir, ifname, f)
 	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("tun: %s: gro_flush_timeout: %w", ifname, err)
-	}
-	return nil
+	return <-errc
 }
 
-// writeSysfsPrivately runs on a locked thread that is never reused.
-func writeSysfsPrivately(dir, ifname string, t time.Duration) error {
+// inOwnSysfsLocked runs on a locked thread that is never reused.
+func inOwnSysfsLocked(dir, ifname string, f func(dev string) error) error {
 	// CLONE_NEWNS implies CLONE_FS, which unshare grants one thread of a
 	// process that shares its fs_struct with others.
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
@@ -151,17 +176,5 @@ func writeSysfsPrivately(dir, ifname string, t time.Duration) error {
 		return fmt.Errorf("mounting sysfs: %w", err)
 	}
 	defer unix.Unmount(dir, unix.MNT_DETACH)
-	p := filepath.Join(dir, "class", "net", ifname, "gro_flush_timeout")
-	want := strconv.FormatInt(t.Nanoseconds(), 10)
-	if err := os.WriteFile(p, []byte(want), 0); err != nil {
-		return err
-	}
-	got, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(string(got)) != want {
-		return fmt.Errorf("wrote %s, reads back %q", want, strings.TrimSpace(string(got)))
-	}
-	return nil
+	return f(filepath.Join(dir, "class", "net", ifname))
 }

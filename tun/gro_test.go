@@ -3,7 +3,6 @@ package tun
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,39 +37,19 @@ func tunFlags(t *testing.T, d *Device) uint16 {
 }
 
 // readGROFlushTimeout reads the interface's gro_flush_timeout through a
-// sysfs mounted as setGROFlushTimeout mounts it: the test runs in a
+// sysfs of the test's own namespace (inOwnSysfs): the test runs in a
 // namespace made with unshare, where /sys shows another one's devices.
 func readGROFlushTimeout(t *testing.T, ifname string) string {
 	t.Helper()
-	dir := t.TempDir()
-	type result struct {
-		s   string
-		err error
+	var got string
+	if err := inOwnSysfs(ifname, func(dev string) error {
+		b, err := os.ReadFile(filepath.Join(dev, "gro_flush_timeout"))
+		got = strings.TrimSpace(string(b))
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread is discarded
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			c <- result{err: err}
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			c <- result{err: err}
-			return
-		}
-		if err := unix.Mount("sysfs", dir, "sysfs", 0, ""); err != nil {
-			c <- result{err: err}
-			return
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "class", "net", ifname, "gro_flush_timeout"))
-		unix.Unmount(dir, unix.MNT_DETACH)
-		c <- result{strings.TrimSpace(string(b)), err}
-	}()
-	r := <-c
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.s
+	return got
 }
 
 // A plain device asked for GRO carries IFF_NAPI and the timeout, set in
