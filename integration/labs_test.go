@@ -31,6 +31,43 @@ func TestLab(t *testing.T) {
 	t.Run("SIGINT", testLabSIGINT)
 	t.Run("Concurrent", testLabConcurrent)
 	t.Run("Errors", testLabErrors)
+	t.Run("GRO", testLabGRO)
+}
+
+// docs/LABS.md lab 6: with utcp serve's default GRO the kernel's TCP
+// receives a download in merged segments, far fewer than utcp wrote;
+// with --gro-flush-timeout 0 it receives every one.
+func testLabGRO(t *testing.T) {
+	if !netns.Run(t) {
+		return
+	}
+	for _, gro := range []string{"5ms", "0"} {
+		out, errOut, code := labRun(t, "", nil, "--gro-flush-timeout", gro, "--", "sh", "-c",
+			`curl -sS -o /dev/null http://198.18.0.2/bytes/20000000 && utcp nstat -a TcpOutSegs && nstat -asz TcpInSegs`)
+		if code != 0 {
+			t.Fatalf("--gro-flush-timeout %s: lab exit %d\nstdout:\n%s\nstderr:\n%s", gro, code, out, errOut)
+		}
+		var sent, got int
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "TcpOutSegs" {
+				sent, _ = strconv.Atoi(f[1])
+			}
+			if len(f) >= 2 && f[0] == "TcpInSegs" {
+				got, _ = strconv.Atoi(f[1])
+			}
+		}
+		t.Logf("--gro-flush-timeout %s: utcp sent %d segments, the kernel's TCP received %d", gro, sent, got)
+		if sent < 20000000/1460 {
+			t.Fatalf("utcp sent %d segments for 20 MB:\n%s", sent, out)
+		}
+		if gro != "0" && got > sent/4 {
+			t.Errorf("with GRO the kernel's TCP received %d segments of %d: nothing merged", got, sent)
+		}
+		if gro == "0" && got < sent*9/10 {
+			t.Errorf("without GRO the kernel's TCP received only %d segments of %d", got, sent)
+		}
+	}
 }
 
 // labRun runs `utcp lab args...` to completion with stdin, bounded in time.
