@@ -51,12 +51,11 @@ func TestImportRules(t *testing.T) {
 		{"utcp/timers", func(d string) bool { return d == "utcp/timers" },
 			"timers imports the standard library only"},
 		{"utcp/tun", func(d string) bool {
-			return d == "utcp/tun" || strings.HasPrefix(d, "utcp/tun/") ||
-				d == "github.com/songgao/water" || strings.HasPrefix(d, "golang.org/x/sys/")
-		}, "tun imports nothing of ours beyond its subpackages; third party only water and x/sys"},
+			return d == "utcp/tun" || strings.HasPrefix(d, "utcp/tun/") || strings.HasPrefix(d, "golang.org/x/sys/")
+		}, "tun imports nothing of ours beyond its subpackages; third party only x/sys"},
 		{"utcp/stack", func(d string) bool {
 			return d == "utcp/stack" || d == "utcp/seg" || d == "utcp/timers"
-		}, "stack imports only seg and timers (never gVisor, water or x/sys)"},
+		}, "stack imports only seg and timers (never gVisor or x/sys)"},
 		{"utcp/cmd/utcp", func(d string) bool { return !strings.HasPrefix(d, "gvisor.dev/") },
 			"cmd/utcp never imports gVisor"},
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // tunPath is the TUN/TAP control device. A variable so a test can point the
-// existence check at a missing path; water itself always opens this path.
+// existence check at a missing path.
 var tunPath = "/dev/net/tun"
 
 var errNoTunDevice = errors.New("tun: /dev/net/tun not found: load the tun module (modprobe tun) or run where it exists")
@@ -38,7 +38,7 @@ func validateName(name string) error {
 	return nil
 }
 
-// openError turns what water returns (the errno of open(2) or of the
+// openError turns what attaching returns (the errno of open(2) or of the
 // TUNSETIFF/TUNSETPERSIST ioctls) into a message that says what to do.
 func openError(name string, err error) error {
 	switch {

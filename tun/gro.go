@@ -59,54 +59,17 @@ const MaxGROFlushTimeout = time.Second
 
 var errNAPIRefused = errors.New("tun: the kernel refused IFF_NAPI")
 
-// openNAPI creates (or attaches to) the plain TUN interface name with
-// IFF_NAPI. errNAPIRefused means this kernel has no IFF_NAPI (before 4.15)
-// or the name belongs to something else; the caller opens the device the
-// ordinary way, which words the second case.
-func openNAPI(name string) (*os.File, string, error) {
-	fd, got, err := attach(name, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_NAPI)
-	if err == unix.EINVAL {
-		return nil, "", errNAPIRefused
+// setupGRO sets gro_flush_timeout t on the interface when it was attached
+// with IFF_NAPI (napi), and returns what Device.GRO reports: the timeout
+// in force, or 0 and why not (refused, the kernel's refusal of IFF_NAPI).
+func setupGRO(name string, napi bool, refused error, t time.Duration) (time.Duration, error) {
+	if !napi {
+		return 0, refused
 	}
-	if err != nil {
-		return nil, "", err
+	if err := setGROFlushTimeout(name, t); err != nil {
+		return 0, err
 	}
-	// Non-blocking, so os.NewFile registers it with the runtime poller.
-	return os.NewFile(uintptr(fd), tunPath), got, nil
-}
-
-// attach opens /dev/net/tun, attaches the descriptor to the interface name
-// with TUNSETIFF and flags, and clears the persist flag so that the
-// interface dies with the descriptor even if it existed before (as water
-// does). It returns the descriptor, non-blocking, and the kernel's name.
-func attach(name string, flags uint16) (int, string, error) {
-	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, "", err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(flags)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-	}
-	if err == nil {
-		err = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, "", err
-	}
-	return fd, ifr.Name(), nil
-}
-
-// enableGRO sets the interface's gro_flush_timeout to t and records the
-// outcome on d: GRO reports it.
-func (d *Device) enableGRO(t time.Duration) {
-	if err := setGROFlushTimeout(d.name, t); err != nil {
-		d.groErr = err
-		return
-	}
-	d.groFlush = t
+	return t, nil
 }
 
 // GRO reports the gro_flush_timeout the device runs with: 0 when

@@ -52,16 +52,7 @@ func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
 	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoTunDevice
 	}
-	napi := cfg.GROFlushTimeout > 0 && !cfg.Offload
-	files, name, offload, err := attachQueues(cfg.Name, n, cfg.Offload, napi)
-	if err == errOffloadRefused {
-		files, name, offload, err = attachQueues(cfg.Name, n, false, napi)
-	}
-	var napiErr error
-	if err == errNAPIRefused {
-		napiErr, napi = err, false
-		files, name, offload, err = attachQueues(cfg.Name, n, false, false)
-	}
+	files, name, offload, napi, napiErr, err := openQueues(cfg, n, true)
 	if err != nil {
 		return nil, openError(cfg.Name, err)
 	}
@@ -85,12 +76,7 @@ func OpenMultiQueue(cfg Config, n int) (*MultiQueue, error) {
 	}
 	// gro_flush_timeout is per interface; each queue has its own NAPI
 	// context, and the write reaches every one of them.
-	groFlush, groErr := time.Duration(0), napiErr
-	if napi {
-		if groErr = setGROFlushTimeout(name, cfg.GROFlushTimeout); groErr == nil {
-			groFlush = cfg.GROFlushTimeout
-		}
-	}
+	groFlush, groErr := setupGRO(name, napi, napiErr, cfg.GROFlushTimeout)
 	for _, d := range m.queues {
 		d.groFlush, d.groErr = groFlush, groErr
 	}
@@ -114,12 +100,37 @@ func openQueue(cfg Config, f *os.File, name string, offload, configureLink bool)
 	return d, nil
 }
 
+// openQueues attaches n descriptors to the interface cfg.Name (mq: with
+// IFF_MULTI_QUEUE; otherwise n is 1), asking for what cfg wants, and asks
+// again without what the kernel refuses: offloads (errOffloadRefused),
+// then IFF_NAPI (errNAPIRefused, returned as napiErr for Device.GRO). Open
+// and OpenMultiQueue share it, so a single queue and many fall back alike.
+func openQueues(cfg Config, n int, mq bool) (files []*os.File, name string, offload, napi bool, napiErr, err error) {
+	offload, napi = cfg.Offload, cfg.GROFlushTimeout > 0 && !cfg.Offload
+	for {
+		files, name, err = attachQueues(cfg.Name, n, mq, offload, napi)
+		switch err {
+		case errOffloadRefused:
+			offload = false
+		case errNAPIRefused:
+			napi, napiErr = false, err
+		default:
+			return files, name, offload, napi, napiErr, err
+		}
+	}
+}
+
 // attachQueues opens /dev/net/tun n times and attaches each descriptor to
-// the interface with TUNSETIFF and IFF_MULTI_QUEUE. The first attachment
-// creates the interface (and fixes its name if cfg.Name holds "%d"); the
-// others name it exactly. All must ask for the same flags, or the kernel
-// refuses the attachment (tun_set_iff).
-func attachQueues(name string, n int, offload, napi bool) (files []*os.File, got string, _ bool, err error) {
+// the interface with TUNSETIFF (and IFF_MULTI_QUEUE when mq). The first
+// attachment creates the interface (and fixes its name if it holds "%d")
+// and clears its persist flag, so the interface dies with its last
+// descriptor even if it existed before; the others name it exactly. All
+// must ask for the same flags, or the kernel refuses the attachment
+// (tun_set_iff). EINVAL on the first attachment, when offloads or IFF_NAPI
+// were asked for, comes back as errOffloadRefused or errNAPIRefused: a
+// kernel without them, or a name taken by another kind of interface,
+// which the attempt without them tells apart (openError words it).
+func attachQueues(name string, n int, mq, offload, napi bool) (files []*os.File, got string, err error) {
 	var fds []int
 	defer func() {
 		if err != nil {
@@ -128,7 +139,10 @@ func attachQueues(name string, n int, offload, napi bool) (files []*os.File, got
 			}
 		}
 	}()
-	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if mq {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
 	if offload {
 		flags |= unix.IFF_VNET_HDR
 	}
@@ -139,39 +153,39 @@ func attachQueues(name string, n int, offload, napi bool) (files []*os.File, got
 	for i := range n {
 		fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, "", false, err
+			return nil, "", err
 		}
 		fds = append(fds, fd)
 		ifr, err := unix.NewIfreq(got)
 		if err != nil {
-			return nil, "", false, err
+			return nil, "", err
 		}
 		ifr.SetUint16(flags)
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			if err == unix.EINVAL && offload && i == 0 {
-				return nil, "", false, errOffloadRefused
+				return nil, "", errOffloadRefused
 			}
 			if err == unix.EINVAL && napi && i == 0 {
-				return nil, "", false, errNAPIRefused
+				return nil, "", errNAPIRefused
 			}
-			return nil, "", false, err
+			return nil, "", err
 		}
 		got = ifr.Name()
 		if i == 0 {
 			// As Open: the interface dies with its last descriptor even
 			// if we attached to a persistent one.
 			if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
-				return nil, "", false, err
+				return nil, "", err
 			}
 		}
 		if offload {
 			// The header size is per queue (tun_file); the offloads are
 			// per interface, but setting them on each queue is harmless.
 			if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
-				return nil, "", false, errOffloadRefused
+				return nil, "", errOffloadRefused
 			}
 			if err := setOffload(fd, offloadFlags); err != nil {
-				return nil, "", false, errOffloadRefused
+				return nil, "", errOffloadRefused
 			}
 		}
 	}
@@ -181,7 +195,7 @@ func attachQueues(name string, n int, offload, napi bool) (files []*os.File, got
 	for _, fd := range fds {
 		files = append(files, os.NewFile(uintptr(fd), tunPath))
 	}
-	return files, got, offload, nil
+	return files, got, nil
 }
 
 // Name returns the interface name.

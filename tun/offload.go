@@ -3,7 +3,6 @@ package tun
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,36 +65,6 @@ func (h *vnetHdr) encode(b []byte) {
 // "refuse" and exercise the fallback.
 var setOffload = func(fd int, flags int) error {
 	return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, flags)
-}
-
-// openVnet creates (or attaches to) the TUN interface name with
-// IFF_VNET_HDR and enables offloadFlags. It returns the descriptor as a
-// pollable *os.File and the name the kernel chose. errOffloadRefused means
-// the kernel does not support what we need; the caller then opens the
-// device the ordinary way. Other errors come from TUNSETIFF and are as final
-// as water's.
-func openVnet(name string) (*os.File, string, error) {
-	fd, got, err := attach(name, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
-	if err == unix.EINVAL {
-		// Either a kernel without IFF_VNET_HDR or a name taken by a
-		// non-TUN interface: the ordinary path tells them apart and words
-		// the error.
-		return nil, "", errOffloadRefused
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
-		unix.Close(fd)
-		return nil, "", errOffloadRefused
-	}
-	if err := setOffload(fd, offloadFlags); err != nil {
-		unix.Close(fd)
-		return nil, "", errOffloadRefused
-	}
-	// The descriptor is non-blocking, so os.NewFile registers it with the
-	// runtime poller (see Open).
-	return os.NewFile(uintptr(fd), tunPath), got, nil
 }
 
 var errOffloadRefused = errors.New("tun: the kernel refused IFF_VNET_HDR offloads")

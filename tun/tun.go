@@ -12,7 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,69 +120,28 @@ type Device struct {
 //
 // If a persistent TUN named cfg.Name already exists with no process attached,
 // Open attaches to it and clears its persist flag, so Close removes it too.
-// A failed TUNSETIFF (name busy, no CAP_NET_ADMIN) leaks one descriptor
-// inside water, which does not close it; such failures are normally fatal,
-// and Open checks what it can (name, MTU, address, /dev/net/tun) first.
+// The descriptor is opened non-blocking, so os.NewFile registers it with the
+// runtime poller, which is what lets Close wake a blocked read.
 func Open(cfg Config) (*Device, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	// Check for the control device first: water would report a bare ENOENT
-	// (and leak nothing, but say nothing useful either).
+	// Check for the control device first: open(2) would report a bare
+	// ENOENT, which says nothing useful.
 	if _, err := os.Stat(tunPath); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoTunDevice
 	}
 
-	if cfg.Offload {
-		file, name, err := openVnet(cfg.Name)
-		switch {
-		case err == nil:
-			return openFile(cfg, file, name, true)
-		case err != errOffloadRefused:
-			return nil, openError(cfg.Name, err)
-		}
-		// Refused: the descriptor is closed and the interface gone; open
-		// it again the ordinary way.
-	}
-	var napiErr error
-	if cfg.GROFlushTimeout > 0 && !cfg.Offload {
-		file, name, err := openNAPI(cfg.Name)
-		switch {
-		case err == nil:
-			d, err := openFile(cfg, file, name, false)
-			if err != nil {
-				return nil, err
-			}
-			d.enableGRO(cfg.GROFlushTimeout)
-			return d, nil
-		case err != errNAPIRefused:
-			return nil, openError(cfg.Name, err)
-		}
-		napiErr = err
-	}
-
-	// water opens /dev/net/tun with O_NONBLOCK, issues TUNSETIFF with
-	// IFF_TUN|IFF_NO_PI and clears TUNSETPERSIST, so the interface dies with
-	// the descriptor. Because the descriptor is already non-blocking,
-	// os.NewFile inside water registers it with the runtime poller, which is
-	// what lets Close wake a blocked read.
-	ifce, err := water.New(water.Config{
-		DeviceType:             water.TUN,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name},
-	})
+	files, name, offload, napi, napiErr, err := openQueues(cfg, 1, false)
 	if err != nil {
 		return nil, openError(cfg.Name, err)
 	}
-	file, ok := ifce.ReadWriteCloser.(*os.File)
-	if !ok {
-		ifce.Close()
-		return nil, fmt.Errorf("tun: water returned a %T, not an *os.File: this package needs the descriptor to poll it", ifce.ReadWriteCloser)
+	d, err := openFile(cfg, files[0], name, offload)
+	if err != nil {
+		return nil, err
 	}
-	d, err := openFile(cfg, file, ifce.Name(), false)
-	if d != nil {
-		d.groErr = napiErr
-	}
-	return d, err
+	d.groFlush, d.groErr = setupGRO(name, napi, napiErr, cfg.GROFlushTimeout)
+	return d, nil
 }
 
 // openFile finishes Open on an attached TUN descriptor.
