@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -101,23 +102,10 @@ func rawTCPWrite(ctx context.Context, d time.Duration, o ceilOpts) (tcpCeilResul
 	tsval := func() uint32 { return uint32(time.Since(start).Milliseconds()) + 1 }
 	irs, dport := fl.irs.Load(), uint16(fl.port.Load())
 
-	synack := make([]byte, 20+40)
-	putIPv4(synack, len(synack))
-	tcp := synack[20:]
-	binary.BigEndian.PutUint16(tcp[0:], ceilPort)
-	binary.BigEndian.PutUint16(tcp[2:], dport)
-	binary.BigEndian.PutUint32(tcp[4:], ceilISS)
-	binary.BigEndian.PutUint32(tcp[8:], irs+1)
-	tcp[12] = 10 << 4
-	tcp[13] = byte(seg.SYN | seg.ACK)
-	binary.BigEndian.PutUint16(tcp[14:], 0xffff)
-	opt := tcp[20:]
-	copy(opt, []byte{2, 4, 0, 0, 1, 1, 8, 10})
-	binary.BigEndian.PutUint16(opt[2:], rawPktLen-40) // MSS: what the MTU allows
-	binary.BigEndian.PutUint32(opt[8:], tsval())
-	binary.BigEndian.PutUint32(opt[12:], fl.tsRecent.Load())
-	copy(opt[16:], []byte{1, 3, 3, ceilSynWS})
-	putTCPChecksum(tcp, 0)
+	synack := (&seg.Segment{Src: stackAddr, Dst: hostAddr, SrcPort: ceilPort, DstPort: dport,
+		Seq: ceilISS, Ack: seg.Seq(irs + 1), Flags: seg.SYN | seg.ACK, Window: 0xffff,
+		Opts: seg.Options{MSS: rawPktLen - 40, HasMSS: true, WScale: ceilSynWS, HasWScale: true,
+			HasTS: true, TSVal: tsval(), TSEcr: fl.tsRecent.Load()}}).AppendTo(nil)
 	if _, err := dev.WritePackets([][]byte{synack}); err != nil {
 		return r, fmt.Errorf("tcp ceiling: SYN-ACK: %w", err)
 	}
@@ -135,20 +123,17 @@ func rawTCPWrite(ctx context.Context, d time.Duration, o ceilOpts) (tcpCeilResul
 	}
 	// The payload's sum is the same in every segment: take it once.
 	initial := seg.PseudoHeaderSum(stackAddr, hostAddr, 6, ceilTCPHdr+rawTCPPayload) + uint32(seg.Checksum(payload, 0))
+	// seg lays the timestamp option out as Linux does (NOP, NOP, TS), so
+	// TSval and TSecr sit at fixed offsets of the TCP header.
+	tmpl := (&seg.Segment{Src: stackAddr, Dst: hostAddr, SrcPort: ceilPort, DstPort: dport,
+		Ack: seg.Seq(irs + 1), Flags: seg.ACK, Window: 0xffff, Opts: seg.Options{HasTS: true},
+		Payload: payload}).AppendTo(nil)
+	if len(tmpl) != ceilSegLen || !bytes.Equal(tmpl[40:44], []byte{1, 1, 8, 10}) {
+		return r, fmt.Errorf("tcp ceiling: seg built a %d-byte segment with options % x, not NOP NOP TS in %d bytes", len(tmpl), tmpl[40:min(len(tmpl), 52)], ceilSegLen)
+	}
 	batch := make([][]byte, dev.BatchSize())
 	for i := range batch {
-		p := make([]byte, ceilSegLen)
-		putIPv4(p, ceilSegLen)
-		t := p[20:]
-		binary.BigEndian.PutUint16(t[0:], ceilPort)
-		binary.BigEndian.PutUint16(t[2:], dport)
-		binary.BigEndian.PutUint32(t[8:], irs+1)
-		t[12] = (ceilTCPHdr / 4) << 4
-		t[13] = byte(seg.ACK)
-		binary.BigEndian.PutUint16(t[14:], 0xffff)
-		copy(t[20:], []byte{1, 1, 8, 10})
-		copy(t[ceilTCPHdr:], payload)
-		batch[i] = p
+		batch[i] = bytes.Clone(tmpl)
 	}
 
 	sndNxt := uint32(ceilISS + 1)
@@ -209,28 +194,6 @@ func rawTCPWrite(ctx context.Context, d time.Duration, o ceilOpts) (tcpCeilResul
 	return r, nil
 }
 
-// putIPv4 writes an IPv4 header from the stack's address to the host's,
-// total length n, don't-fragment, protocol TCP, with its checksum.
-func putIPv4(p []byte, n int) {
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(n))
-	p[6] = 0x40 // DF
-	p[8] = 64   // TTL
-	p[9] = 6    // TCP
-	s4, d4 := stackAddr.As4(), hostAddr.As4()
-	copy(p[12:16], s4[:])
-	copy(p[16:20], d4[:])
-	binary.BigEndian.PutUint16(p[10:], ^seg.Checksum(p[:20], 0))
-}
-
-// putTCPChecksum fills in the checksum of the TCP segment t (header and
-// payload), given the sum of any payload not in t.
-func putTCPChecksum(t []byte, extra uint32) {
-	binary.BigEndian.PutUint16(t[16:], 0)
-	sum := seg.PseudoHeaderSum(stackAddr, hostAddr, 6, len(t)) + extra
-	binary.BigEndian.PutUint16(t[16:], ^seg.Checksum(t, sum))
-}
-
 // readLoop reads what the kernel sends: its SYN, then its ACKs. It stops
 // when the device is closed.
 func (fl *ceilFlow) readLoop(dev *tun.Device) {
@@ -246,72 +209,38 @@ func (fl *ceilFlow) readLoop(dev *tun.Device) {
 	}
 }
 
-// take handles one packet from the kernel; anything that is not TCP over
-// IPv4 to our port (IPv6 chatter, say) is ignored.
+// take handles one packet from the kernel; anything that is not a valid
+// TCP segment over IPv4 to our port (IPv6 chatter, say) is ignored.
 func (fl *ceilFlow) take(p []byte) {
-	if len(p) < 20 || p[0]>>4 != 4 || p[9] != 6 {
+	var sg seg.Segment
+	if sg.Parse(p) != nil || sg.DstPort != ceilPort {
 		return
 	}
-	ihl := int(p[0]&0x0f) * 4
-	if len(p) < ihl+20 {
-		return
-	}
-	t := p[ihl:]
-	doff := int(t[12]>>4) * 4
-	if binary.BigEndian.Uint16(t[2:]) != ceilPort || doff < 20 || len(t) < doff {
-		return
-	}
-	flags := seg.Flags(t[13])
-	ws, tsval, hasWS, hasTS := parseCeilOptions(t[20:doff])
-	if flags&seg.SYN != 0 && flags&seg.ACK == 0 {
+	if sg.Flags.Has(seg.SYN) && !sg.Flags.Has(seg.ACK) {
 		if fl.synSeen.Load() {
 			return // a retransmitted SYN: we answer once
 		}
-		fl.irs.Store(binary.BigEndian.Uint32(t[4:]))
-		fl.port.Store(uint32(binary.BigEndian.Uint16(t[0:])))
-		fl.sndWS = ws
-		fl.tsRecent.Store(tsval)
-		fl.tsOK.Store(hasWS && hasTS)
+		fl.irs.Store(uint32(sg.Seq))
+		fl.port.Store(uint32(sg.SrcPort))
+		fl.sndWS = min(sg.Opts.WScale, 14) // RFC 7323 §2.3
+		fl.tsRecent.Store(sg.Opts.TSVal)
+		fl.tsOK.Store(sg.Opts.HasWScale && sg.Opts.HasTS)
 		fl.synSeen.Store(true)
 		return
 	}
-	if flags&seg.ACK == 0 || flags&(seg.SYN|seg.RST) != 0 || !fl.synSeen.Load() {
+	if !sg.Flags.Has(seg.ACK) || sg.Flags&(seg.SYN|seg.RST) != 0 || !fl.synSeen.Load() {
 		return
 	}
-	if hasTS {
-		fl.tsRecent.Store(tsval)
+	if sg.Opts.HasTS {
+		fl.tsRecent.Store(sg.Opts.TSVal)
 	}
-	ack := binary.BigEndian.Uint32(t[8:])
+	ack := uint32(sg.Ack)
 	if int32(ack-fl.una.Load()) > 0 || fl.una.Load() == 0 {
 		fl.una.Store(ack)
 	}
 	// RFC 9293 §3.10.7.4: the window is relative to this segment's ACK.
-	edge := ack + uint32(binary.BigEndian.Uint16(t[14:]))<<fl.sndWS
+	edge := ack + uint32(sg.Window)<<fl.sndWS
 	if int32(edge-fl.edge.Load()) > 0 || fl.edge.Load() == 0 {
 		fl.edge.Store(edge)
 	}
-}
-
-// parseCeilOptions returns the window scale and TSval options, if present.
-func parseCeilOptions(o []byte) (ws uint8, tsval uint32, hasWS, hasTS bool) {
-	for len(o) > 0 {
-		switch o[0] {
-		case 0:
-			return
-		case 1:
-			o = o[1:]
-			continue
-		}
-		if len(o) < 2 || int(o[1]) < 2 || int(o[1]) > len(o) {
-			return
-		}
-		switch {
-		case o[0] == 3 && o[1] == 3:
-			ws, hasWS = min(o[2], 14), true
-		case o[0] == 8 && o[1] == 10:
-			tsval, hasTS = binary.BigEndian.Uint32(o[2:]), true
-		}
-		o = o[o[1]:]
-	}
-	return
 }
