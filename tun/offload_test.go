@@ -325,27 +325,14 @@ func gsoSegment(t *testing.T, h vnetHdr, p []byte) [][]byte {
 // with the lone ones batched through io_uring: either way the receiver
 // must see the caller's packets in the caller's order.
 func TestWriteVnetCoalesces(t *testing.T) {
-	for _, ring := range []bool{false, true} {
-		name := "writev"
-		if ring {
-			name = "io_uring"
-		}
-		t.Run(name, func(t *testing.T) { testWriteVnetCoalesces(t, ring) })
-	}
+	plainAndRing(t, "writev", testWriteVnetCoalesces)
 }
 
-func testWriteVnetCoalesces(t *testing.T, ring bool) {
+func testWriteVnetCoalesces(t *testing.T, u *uring) {
 	a, b := seqpacket(t)
 	var w writer
 	w.iov = make([]unix.Iovec, 0, 8)
-	if ring {
-		u, err := newURing(batchSize)
-		if err != nil {
-			t.Fatalf("io_uring: %v", err)
-		}
-		defer u.close()
-		w.ring = u
-	}
+	w.ring = u
 	in := segs(40, 1448)
 	// The last carries PSH and is short; then one odd packet alone.
 	in[39] = in[39][:52+500]
@@ -431,16 +418,25 @@ func drain(fd int) {
 // TestReadVnet reads virtio-header packets both ways an offload device
 // can: one readv per packet, and a batch of reads through io_uring.
 func TestReadVnet(t *testing.T) {
-	for _, ring := range []bool{false, true} {
-		name := "readv"
-		if ring {
-			name = "io_uring"
-		}
-		t.Run(name, func(t *testing.T) { testReadVnet(t, ring) })
-	}
+	plainAndRing(t, "readv", testReadVnet)
 }
 
-func testReadVnet(t *testing.T, ring bool) {
+// plainAndRing runs f as subtest plainName with no ring (u nil), then as
+// "io_uring" with a fresh one, for tests below the Device (bothPaths is
+// the same for whole devices).
+func plainAndRing(t *testing.T, plainName string, f func(t *testing.T, u *uring)) {
+	t.Run(plainName, func(t *testing.T) { f(t, nil) })
+	t.Run("io_uring", func(t *testing.T) {
+		u, err := newURing(batchSize)
+		if err != nil {
+			t.Fatalf("io_uring: %v", err)
+		}
+		defer u.close()
+		f(t, u)
+	})
+}
+
+func testReadVnet(t *testing.T, u *uring) {
 	a, b := seqpacket(t)
 	big := buildTCP4(tcpSpec{src: tDst, dst: tSrc, seq: 5, ack: 6, flags: tcpFlagACK, win: 100, payload: bytes.Repeat([]byte{0xa5, 0x5a, 3}, 20000)})
 	udp := buildUDP4(tDst, tSrc, []byte("plain"))
@@ -462,12 +458,7 @@ func testReadVnet(t *testing.T, ring bool) {
 	var r reader
 	r.vnet = true
 	read := r.read
-	if ring {
-		u, err := newURing(batchSize)
-		if err != nil {
-			t.Fatalf("io_uring: %v", err)
-		}
-		defer u.close()
+	if u != nil {
 		r.ring = u
 		read = r.readRing
 	}

@@ -19,9 +19,9 @@ import (
 // The descriptor stays non-blocking and stays in Go's poller, which is
 // still how a reader waits for the queue to fill. Every request therefore
 // completes inline, inside io_uring_enter, in submission order: a read of
-// an empty queue ends at once with EAGAIN (the file is O_NONBLOCK, so
-// io_uring returns EAGAIN to us instead of arming a poll), and a TUN write
-// never waits. No kernel thread or poll is involved and no request
+// an empty queue ends at once with EAGAIN because it carries RWF_NOWAIT
+// (noWait; O_NONBLOCK alone is not enough, io_uring would arm a poll for
+// it), and a TUN write never waits. No kernel thread or poll is involved and no request
 // outlives the call that submitted it, so the buffers it names need to
 // stay put only for the duration of that call, as with read(2).
 //
