@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"math"
 	"net/netip"
@@ -154,6 +156,23 @@ func TestTableRatios(t *testing.T) {
 	}
 	if p := d.ceilingPct("download", "tun_tcpwrite_pps"); p == nil || math.Abs(*p-100*270/289.6) > 1e-9 {
 		t.Errorf("download %% of TCP write ceiling %v, want %v", p, 100*270/289.6)
+	}
+	// --json carries every ceiling pair under its own key: the two
+	// download ceilings must not overwrite each other.
+	var jb bytes.Buffer
+	if err := d.writeJSON(&jb, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Ceiling map[string]float64 `json:"pct_utcp_of_tun_ceiling"`
+	}
+	if err := json.Unmarshal(jb.Bytes(), &js); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]float64{"upload": 100 * 400 / 724.0, "download": 100 * 270 / 362.0, "download_tcp": 100 * 270 / 289.6} {
+		if got, ok := js.Ceiling[key]; !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("--json ceiling %q = %v (present %v), want %v", key, got, ok, want)
+		}
 	}
 	var b strings.Builder
 	d.writeTable(&b)
