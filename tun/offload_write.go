@@ -226,8 +226,9 @@ func (w *writer) writeSuper(fd uintptr, pkt []byte) error {
 }
 
 // writev writes w.iov as one packet, then forgets the caller's buffers.
+// A TUN write never blocks, so the call is raw (rawIO in tun.go).
 func (w *writer) writev(fd uintptr) error {
-	_, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 	for i := range w.iov {
 		w.iov[i].Base = nil
 	}

@@ -284,6 +284,28 @@ func (d *Device) readPackets(bufs [][]byte, sizes []int, trusted []bool) (n int,
 	return n, nil
 }
 
+// rawIO: every TUN read and write here (readv, readv3, write, writev, and
+// io_uring_enter submitting a batch of them) is a raw system call, without
+// Go's entersyscall and exitsyscall. None can block: the descriptor is
+// non-blocking, ring reads carry RWF_NOWAIT, and a TUN write never waits.
+// Each returns after at most a batch of copies, so there is nothing for the
+// scheduler to hand the P over for, and the ordinary call costs twice:
+//
+//   - its own bookkeeping, a fifth of the plain read loop's cost at a
+//     million packets a second when reads were one per call (upload from
+//     1252-1364 to 1509-1639 MB/s, 3 interleaved pairs);
+//   - sysmon. With GOMAXPROCS=1, any call that lasts past sysmon's 20 µs
+//     tick (a batch of 64 KiB reads, a write that runs the host's TCP
+//     inline) has its P taken and handed to another thread, and while it
+//     keeps finding such calls sysmon stays at that tick. On an offload
+//     upload that was 8-12 % of utcp's CPU in sysmon's own thread, plus the
+//     work hopping among three threads; with every call raw, one thread
+//     does all of it (0.135-0.150 against 0.101-0.112 CPU s/GB, and
+//     5.7-6.6 against 7.3 GB/s, in alternating harness runs).
+//
+// The one call that may wait, io_uring_enter with GETEVENTS for a request
+// a kernel punted to a worker, stays an ordinary call.
+
 // reader is the state of one ReadPackets call, kept in the Device so the
 // callback handed to the poller is built once.
 type reader struct {
@@ -525,14 +547,7 @@ const ringMinReads = 1
 // kernel silently truncates to the space offered and returns only what it
 // copied. A buffer longer than any packet can be needs no spare byte.
 //
-// The read is a raw system call, without Go's entersyscall/exitsyscall:
-// the descriptor is non-blocking, so the call returns at once (a packet,
-// or EAGAIN) after at most a 64 KiB copy, and there is nothing for the
-// scheduler to hand the P over for. On a plain TUN at a million packets a
-// second the bookkeeping was a fifth of the read loop's cost: upload went
-// from 1252-1364 to 1509-1639 MB/s and from 0.83-0.91 to 0.71-0.74 CPU
-// s/GB (3 interleaved pairs). Writes keep the ordinary call: a TUN write
-// runs the host's whole receive path inline, and a raw one gained nothing.
+// The read is a raw system call (rawIO).
 func (r *reader) readv(fd uintptr, buf []byte) (int, error) {
 	if len(buf) > maxMTU {
 		// No packet can be longer than buf: the device's MTU is at most
@@ -781,8 +796,16 @@ func (w *writer) writeCur(fd uintptr) error {
 	if pay := w.pay(w.n); pay != nil {
 		return w.writeParts(fd, w.bufs[w.n], pay)
 	}
-	_, err := unix.Write(int(fd), w.bufs[w.n])
-	return err
+	buf := w.bufs[w.n]
+	if len(buf) == 0 {
+		return nil
+	}
+	// Raw, as every TUN read and write here (rawIO).
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // writeParts writes parts gathered as one packet (writev).

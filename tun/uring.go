@@ -25,6 +25,10 @@ import (
 // outlives the call that submitted it, so the buffers it names need to
 // stay put only for the duration of that call, as with read(2).
 //
+// Because every request completes inline and none can block, submit
+// enters the kernel as a raw system call, without telling Go's scheduler
+// (see rawIO in tun.go for why that matters).
+//
 // A ring is used by one goroutine at a time (the reader's or writer's
 // mutex), but not always from the same thread, so no SINGLE_ISSUER.
 type uring struct {
@@ -176,7 +180,7 @@ func (u *uring) submit(n int, res []int32) error {
 	}
 	atomic.StoreUint32(u.sqTail, *u.sqTail+uint32(n))
 	for left, retries := n, 0; left > 0; {
-		k, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), uintptr(left), 0, 0, 0, 0)
+		k, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), uintptr(left), 0, 0, 0, 0)
 		if (errno == unix.EINTR || errno == unix.EAGAIN || errno == unix.EBUSY) && retries < 100 {
 			retries++
 			continue // interrupted, or short of memory for a moment
