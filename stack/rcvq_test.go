@@ -197,3 +197,29 @@ func TestZeroCopyReceive(t *testing.T) {
 		})
 	}
 }
+
+// TestRcvQueueRefillAllocatesNothing fills a 6 MiB queue (the autotuning
+// cap) past 64 arrays, drains it as a reader that keeps up does, and fills
+// it again: the second fill reuses the chunk slice and the pooled arrays.
+func TestRcvQueueRefillAllocatesNothing(t *testing.T) {
+	pool := &bufPool{maxBytes: 64 << 20}
+	rx := &rxPool{size: rxBufSize, maxFree: 1 << 20}
+	q := newRcvQueue(6<<20, pool, rx)
+	seg := make([]byte, 1448)
+	out := make([]byte, 64<<10)
+	cycle := func() {
+		for q.Write(seg) == len(seg) {
+		}
+		for q.Len() > 0 {
+			q.Read(out)
+		}
+		q.release()
+	}
+	cycle()
+	if got := cap(q.chunks); got < 96 {
+		t.Fatalf("chunk slice cap %d after a 6 MiB fill: the test no longer fills past 64 arrays", got)
+	}
+	if allocs := testing.AllocsPerRun(3, cycle); allocs != 0 {
+		t.Errorf("refilling a drained 6 MiB queue: %.0f allocations per cycle, want 0", allocs)
+	}
+}
