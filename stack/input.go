@@ -411,9 +411,11 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 	}
 	oldWnd := t.sndWnd
 	var fresh uint32
+	probeLoss := false
 	if t.sackOK && sg.Opts.NumSACK > 0 {
 		fresh = t.takeSACK(sg)
 		t.checkLostRetransmit(ack)
+		probeLoss = fresh > 0 && t.probeRevealsLoss(ack)
 	}
 	if ack.GreaterThan(t.sndUna) {
 		t.newAck(sg)
@@ -422,6 +424,9 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 		// A duplicate ACK in the sense of RFC 5681 §2, or one that
 		// SACKs new data (RFC 6675 §2).
 		t.dupAck()
+	}
+	if probeLoss && !t.inRecovery {
+		t.enterRecovery()
 	}
 	// Window update (RFC 9293 §3.10.7.4: only from a segment newer than
 	// the one that last set it).

@@ -504,6 +504,7 @@ func (t *tcb) onRetransmitTimer() {
 	t.dupAcks = 0
 	t.recover = t.sndMax
 	t.sb.highRxt = t.sndUna
+	t.sb.rackLost = false // all of it is being resent anyway
 	if t.retries >= 2 {
 		// RFC 2018 §8: the receiver may have reneged on what it
 		// SACKed; after repeated timeouts stop trusting the scoreboard.

@@ -112,17 +112,17 @@ func receivePathSetup(tb testing.TB) (peer *sendingPeer, got func() int64, stop 
 type sendingPeer struct {
 	mss int
 
-	mu      sync.Mutex
-	wake    chan struct{} // an ACK moved the window, or a run began
-	iss     seg.Seq       // the stack's ISS, from its SYN-ACK
-	synAck  bool
-	sndNxt  seg.Seq // next sequence number to send
-	sndWnd  seg.Seq // right edge of the stack's window: ack + window << scale
-	wscale  uint8
-	state   int // 0: SYN to send; 1: SYN sent; 2: ACK of the SYN-ACK to send; 3: sending data
-	budget  int // data segments left in this run
-	acks    int // pure ACKs the stack sent while data flowed
-	closed  bool
+	mu     sync.Mutex
+	wake   chan struct{} // an ACK moved the window, or a run began
+	iss    seg.Seq       // the stack's ISS, from its SYN-ACK
+	synAck bool
+	sndNxt seg.Seq // next sequence number to send
+	sndWnd seg.Seq // right edge of the stack's window: ack + window << scale
+	wscale uint8
+	state  int // 0: SYN to send; 1: SYN sent; 2: ACK of the SYN-ACK to send; 3: sending data
+	budget int // data segments left in this run
+	acks   int // pure ACKs the stack sent while data flowed
+	closed bool
 
 	template []byte // a whole data segment with seq 0
 	sum0     uint16 // its TCP checksum field

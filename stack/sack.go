@@ -23,11 +23,17 @@ type scoreboard struct {
 	r       []seqRange
 	sacked  uint32  // bytes in r
 	highRxt seg.Seq // RFC 6675 HighRxt: highest sequence retransmitted in this recovery
+	// rackLost marks every unSACKed byte below lostBelow lost, whatever
+	// IsLost says: set when a tail-loss probe is SACKed above holes
+	// (probeRevealsLoss), cleared once SND.UNA reaches lostBelow.
+	rackLost  bool
+	lostBelow seg.Seq
 }
 
 func (sb *scoreboard) reset() {
 	sb.r = sb.r[:0]
 	sb.sacked = 0
+	sb.rackLost = false
 }
 
 // add records [start, end) as SACKed, merging with neighbours. It reports
@@ -88,6 +94,9 @@ func (sb *scoreboard) ackedTo(una seg.Seq) {
 		sb.sacked -= uint32(una.Sub(sb.r[0].start))
 		sb.r[0].start = una
 	}
+	if sb.rackLost && sb.lostBelow.LessEq(una) {
+		sb.rackLost = false
+	}
 }
 
 // sackedAt returns the end of the SACKed range holding seq.
@@ -116,6 +125,9 @@ func (sb *scoreboard) nextStart(seq seg.Seq) (seg.Seq, bool) {
 // isLost is RFC 6675 §4 IsLost with DupThresh 3: more than two segments'
 // worth of bytes, or three discontiguous ranges, SACKed above seq.
 func (sb *scoreboard) isLost(seq seg.Seq, mss int) bool {
+	if sb.rackLost && seq.LessThan(sb.lostBelow) {
+		return true
+	}
 	var above uint32
 	ranges := 0
 	for k := len(sb.r) - 1; k >= 0; k-- {
@@ -157,7 +169,7 @@ func (sb *scoreboard) holePipe(a, b seg.Seq, above uint32, rangesAbove, mss int)
 	if !a.LessThan(b) {
 		return 0
 	}
-	lost := above > uint32(2*mss) || rangesAbove >= 3
+	lost := above > uint32(2*mss) || rangesAbove >= 3 || (sb.rackLost && a.LessThan(sb.lostBelow))
 	if !lost {
 		return int(b.Sub(a))
 	}

@@ -6,6 +6,7 @@ package stack
 
 import (
 	"testing"
+	"time"
 
 	"utcp/seg"
 )
@@ -232,5 +233,82 @@ func TestScriptedNewRenoRecovery(t *testing.T) {
 		if f.rel(sg.Seq) < segEdge(10) {
 			t.Fatalf("resent old data after recovery: %s", sg.String())
 		}
+	}
+}
+
+// RFC 8985 §7 and §6.2: when a flight's whole tail is lost, no ACK comes
+// and the tail-loss probe goes out after about two round trips (here
+// SRTT is the handshake's 10 ms), well before the 200 ms RTO. Its SACK
+// shows one segment above the hole, below RFC 6675's DupThresh, but
+// everything below the probe was sent a PTO earlier and has had its round
+// trip: it is lost, and recovery starts on that ACK, resending the holes
+// in order, never the probe, with no timeout.
+func TestScriptedSACKProbeRevealsTailLoss(t *testing.T) {
+	for _, newData := range []bool{false, true} {
+		name := "probe resends the last segment"
+		if newData {
+			name = "probe sends new data"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.estabWith(1000, sackPerm)
+			f.write(payload(10*1460, 's'))
+			for i := 0; i < 10; i++ {
+				f.outData(segEdge(i), 1460)
+			}
+			f.noOutput()
+			probeAt := segEdge(9)
+			if newData {
+				// The peer's window has room; cwnd does not, but a probe
+				// may send one new segment regardless (RFC 8985 §7.3).
+				f.write(payload(1460, 'n'))
+				f.noOutput()
+				probeAt = segEdge(10)
+			}
+			var probe seg.Segment
+			for waited := time.Duration(0); ; waited += time.Millisecond {
+				if waited > 100*time.Millisecond {
+					f.fail("no loss probe within 100 ms")
+				}
+				f.advance(time.Millisecond)
+				if len(f.pending) > 0 {
+					probe = f.pop()
+					break
+				}
+			}
+			if f.rel(probe.Seq) != probeAt || len(probe.Payload) != 1460 {
+				f.fail("probe %s, want 1460 bytes at %d", probe.String(), probeAt)
+			}
+			f.counter("TCPLossProbes", 1)
+			f.noOutput()
+
+			f.inMod(ACK, f.sacks(probeAt, probeAt+1460), seq(1001), ack(1))
+			got := f.popAll()
+			if len(got) == 0 {
+				f.fail("the probe's SACK started no retransmission")
+			}
+			for i, sg := range got {
+				if f.rel(sg.Seq) != segEdge(i) || len(sg.Payload) != 1460 {
+					f.fail("retransmission %d is %s, want the hole at %d", i, sg.String(), segEdge(i))
+				}
+			}
+			f.counter("TCPSackRecovery", 1)
+			f.counter("TCPTimeouts", 0)
+			ci := f.info()
+			if ci.Cwnd >= 10*1460 || ci.Ssthresh != ci.Cwnd {
+				t.Fatalf("cwnd %d ssthresh %d: want a reduction to ssthresh on entering recovery", ci.Cwnd, ci.Ssthresh)
+			}
+			// The retransmissions arrive: one cumulative ACK ends recovery.
+			end := segEdge(10)
+			if newData {
+				end = segEdge(11)
+			}
+			f.in(ACK, seq(1001), ack(end))
+			f.noOutput()
+			f.counter("TCPTimeouts", 0)
+			if ci := f.info(); ci.InFlight != 0 {
+				t.Fatalf("after the full ACK: %d bytes in flight", ci.InFlight)
+			}
+		})
 	}
 }

@@ -81,6 +81,8 @@ type tcb struct {
 	rxtUna         seg.Seq // SND.UNA when it was retransmitted in recovery
 	rxtMark        seg.Seq // SND.MAX at that moment
 	tlpOutstanding bool    // a probe was sent and no ACK has advanced SND.UNA since
+	tlpStart       seg.Seq // the outstanding probe's data: [tlpStart, tlpEnd), empty when
+	tlpEnd         seg.Seq // its SACK would say nothing (a FIN, or data SACKed before)
 	// Spurious-timeout undo (Eifel detection, RFC 3522).
 	undoValid    bool
 	undoCwnd     uint32
