@@ -416,6 +416,9 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 		fresh = t.takeSACK(sg)
 		t.checkLostRetransmit(ack)
 		probeLoss = fresh > 0 && t.probeRevealsLoss(ack)
+		if fresh > 0 {
+			t.lastSackAt = t.s.now()
+		}
 	}
 	if ack.GreaterThan(t.sndUna) {
 		t.newAck(sg)

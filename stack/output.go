@@ -477,6 +477,13 @@ func (t *tcb) onRetransmitTimer() {
 		return
 	}
 	if t.tlpPending {
+		if t.probeTimerRevealsLoss() {
+			t.tlpPending = false
+			t.enterRecovery()
+			t.output()
+			t.arm(timers.Retransmit, t.rto.Current())
+			return
+		}
 		t.sendLossProbe()
 		return
 	}

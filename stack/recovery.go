@@ -188,6 +188,30 @@ func (t *tcb) armRetransmit() {
 	t.arm(timers.Retransmit, rto)
 }
 
+// probeTimerRevealsLoss stands in for RACK's reordering timer (RFC 8985
+// §6.3) when the probe timer fires. §7.2 schedules no probe while the
+// scoreboard holds SACKed data, because RACK marks the holes below it lost
+// a reordering window after the SACK arrived; utcp keeps no transmit time
+// per segment for that timer, so the probe timer, which fires about two
+// round trips after the last new data or cumulative ACK, takes its place.
+// The holes were sent no later than the highest SACKed data, and the SACK
+// came back more than a quarter of SRTT (RACK's reordering window) ago: by
+// §6.2 they are lost. Probing instead would resend the last segment,
+// already SACKed, which tells the sender nothing, and the RTO would follow
+// (seen when the kernel's GRO merged a batch into one skb that was dropped
+// and the flight's last segment, written alone, got through).
+func (t *tcb) probeTimerRevealsLoss() bool {
+	n := len(t.sb.r)
+	if n == 0 || !t.sackOK || t.inRecovery || t.rtoRecovery {
+		return false
+	}
+	if t.s.now().Sub(t.lastSackAt) < t.rto.SRTT()/4 {
+		return false
+	}
+	t.sb.lostBelow, t.sb.rackLost = t.sb.r[n-1].start, true
+	return true
+}
+
 // sendLossProbe sends the tail-loss probe (RFC 8985 §7.3): a new segment
 // if the windows allow one, else the last segment again. Then the RTO
 // takes over.

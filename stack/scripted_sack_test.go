@@ -312,3 +312,45 @@ func TestScriptedSACKProbeRevealsTailLoss(t *testing.T) {
 		})
 	}
 }
+
+// RFC 8985 §6.2/§6.3: the flight's last segment arrives but the nine
+// before it do not. One SACKed segment is below DupThresh, so no recovery
+// starts on the ACK; when the probe timer fires, the holes have been
+// outstanding far longer than the SACKed segment's round trip plus the
+// reordering window, and are lost. Recovery starts then, resending the
+// holes from SND.UNA, instead of a probe that would resend the segment
+// the peer already SACKed and leave the holes to the RTO.
+func TestScriptedSACKProbeTimerMarksHolesBelowSACKLost(t *testing.T) {
+	f := sackSend(t)
+	f.advance(time.Millisecond)
+	f.inMod(ACK, f.sacks(segEdge(9), segEdge(10)), seq(1001), ack(1))
+	f.noOutput()
+	f.counter("TCPSackRecovery", 0)
+	var first seg.Segment
+	for waited := time.Duration(0); ; waited += time.Millisecond {
+		if waited > 100*time.Millisecond {
+			f.fail("nothing sent within 100 ms of the SACK")
+		}
+		f.advance(time.Millisecond)
+		if len(f.pending) > 0 {
+			first = f.pop()
+			break
+		}
+	}
+	if f.rel(first.Seq) != segEdge(0) || len(first.Payload) != 1460 {
+		f.fail("first segment after the timer is %s, want the hole at %d", first.String(), segEdge(0))
+	}
+	for i, sg := range f.popAll() {
+		if f.rel(sg.Seq) != segEdge(i+1) {
+			f.fail("retransmission %d is %s, want the hole at %d", i+1, sg.String(), segEdge(i+1))
+		}
+	}
+	f.counter("TCPSackRecovery", 1)
+	f.counter("TCPLossProbes", 0)
+	f.counter("TCPTimeouts", 0)
+	f.in(ACK, seq(1001), ack(segEdge(10)))
+	f.noOutput()
+	if ci := f.info(); ci.InFlight != 0 {
+		t.Fatalf("after the full ACK: %d bytes in flight", ci.InFlight)
+	}
+}

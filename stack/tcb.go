@@ -89,6 +89,7 @@ type tcb struct {
 	undoSsthresh uint32
 	rtoTSval     uint32 // TSval of the first retransmission after the timeout
 	lastSend     timers.Instant
+	lastSackAt   timers.Instant // when an ACK last SACKed new data (probeTimerRevealsLoss)
 	sackOK       bool
 	sb           scoreboard
 	dsack        seqRange
