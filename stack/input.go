@@ -664,7 +664,7 @@ func (t *tcb) queueOOO(seq seg.Seq, data []byte, fin bool) {
 	}
 	// Drop what an existing segment already covers (exact or contained
 	// duplicates); partial overlaps are kept and trimmed on delivery.
-	t.lastOOO = seq
+	t.noteOOO(seq)
 	for j := max(i-1, 0); j < len(t.ooo) && t.ooo[j].seq.LessEq(seq); j++ {
 		o := t.ooo[j]
 		if o.seq.Add(uint32(len(o.data))).GreaterEq(end) && (!fin || o.fin) {

@@ -231,7 +231,10 @@ func (t *tcb) takeSACK(sg *seg.Segment) uint32 {
 // --- receiver side ------------------------------------------------------
 
 // appendSACK puts the D-SACK block (if any) and the out-of-order ranges
-// into an outgoing ACK's options, most recent first.
+// into an outgoing ACK's options. RFC 2018 §4: the first block holds the
+// most recent arrival, and the rest repeat the most recently reported
+// blocks, so that a block survives the loss of the ACKs that first
+// reported it; the highest ranges fill what room is left.
 func (t *tcb) appendSACK(o *seg.Options) {
 	n := 0
 	if t.dsackPending {
@@ -239,26 +242,44 @@ func (t *tcb) appendSACK(o *seg.Options) {
 		n = 1
 	}
 	if len(t.ooo) > 0 {
-		// The range holding the latest arrival goes first.
 		ranges := t.oooRanges()
-		first := -1
-		for k, r := range ranges {
-			if t.lastOOO.GreaterEq(r.start) && t.lastOOO.LessThan(r.end) {
-				first = k
-				o.SACK[n] = seg.SACKBlock{Start: r.start, End: r.end}
-				n++
-				break
+		var used [len(t.recentOOO)]int
+		nused := 0
+		add := func(k int) {
+			for _, u := range used[:nused] {
+				if u == k {
+					return
+				}
 			}
-		}
-		for k := len(ranges) - 1; k >= 0 && n < len(o.SACK); k-- {
-			if k == first {
-				continue
-			}
+			used[nused] = k
+			nused++
 			o.SACK[n] = seg.SACKBlock{Start: ranges[k].start, End: ranges[k].end}
 			n++
 		}
+		for _, at := range t.recentOOO[:t.nRecentOOO] {
+			if n >= len(o.SACK) || nused >= len(used) {
+				break
+			}
+			for k, r := range ranges {
+				if at.GreaterEq(r.start) && at.LessThan(r.end) {
+					add(k)
+					break
+				}
+			}
+		}
+		for k := len(ranges) - 1; k >= 0 && n < len(o.SACK) && nused < len(used); k-- {
+			add(k)
+		}
 	}
 	o.NumSACK = n
+}
+
+// noteOOO records an out-of-order arrival at seq as the most recent, for
+// the order of SACK blocks.
+func (t *tcb) noteOOO(seq seg.Seq) {
+	copy(t.recentOOO[1:], t.recentOOO[:len(t.recentOOO)-1])
+	t.recentOOO[0] = seq
+	t.nRecentOOO = min(t.nRecentOOO+1, len(t.recentOOO))
 }
 
 // oooRanges merges the out-of-order queue into at most four ranges

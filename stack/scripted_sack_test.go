@@ -92,6 +92,23 @@ func TestScriptedSACKBlocksMostRecentFirst(t *testing.T) {
 	f.counter("TCPOFOQueue", 4)
 }
 
+// RFC 2018 §4: after the first block, an ACK repeats the most recently
+// reported blocks, not the highest ones, so a block reported once survives
+// the loss of that ACK. Five ranges arrive from the top down; the ACK for
+// the last carries it and the three reported just before it, and leaves
+// out the highest, reported longest ago.
+func TestScriptedSACKRepeatsMostRecentBlocks(t *testing.T) {
+	f := newFixture(t)
+	f.estabWith(1000, sackPerm)
+	for i, at := range []uint32{1901, 1701, 1501, 1301, 1101} {
+		f.in(ACK, seq(at), ack(1), data(string(payload(100, byte('a'+i)))))
+		if i < 4 {
+			f.pop()
+		}
+	}
+	f.wantSACK(1001, [2]uint32{1101, 1201}, [2]uint32{1301, 1401}, [2]uint32{1501, 1601}, [2]uint32{1701, 1801})
+}
+
 // RFC 2883 §4.1.1: a duplicate of data below RCV.NXT is reported in a
 // D-SACK block (the first block, below the cumulative ACK); Linux counts
 // the lost ACK it implies (DelayedACKLost). §4.1.2: a duplicate of

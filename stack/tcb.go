@@ -94,7 +94,8 @@ type tcb struct {
 	sb           scoreboard
 	dsack        seqRange
 	dsackPending bool
-	lastOOO      seg.Seq // start of the latest out-of-order arrival
+	recentOOO    [4]seg.Seq // starts of the latest out-of-order arrivals, newest first (appendSACK)
+	nRecentOOO   int
 
 	// ACK policy.
 	ackQueued     bool // on Stack.ackList

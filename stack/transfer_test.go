@@ -229,8 +229,8 @@ func TestTransferMatrix(t *testing.T) {
 					n string
 					c Counters
 				}{{"a", ca}, {"b", cb}} {
-					t.Logf("%s: OutSegs %d RetransSegs %d FastRetrans %d Timeouts %d SackRecovery %d DSACKRecv %d OFOQueue %d InCsumErrors %d InHdrErrors %d",
-						x.n, x.c.OutSegs, x.c.RetransSegs, x.c.TCPFastRetrans, x.c.TCPTimeouts, x.c.TCPSackRecovery, x.c.TCPDSACKRecv, x.c.TCPOFOQueue, x.c.InCsumErrors, x.c.InHdrErrors)
+					t.Logf("%s: OutSegs %d RetransSegs %d FastRetrans %d Timeouts %d SackRecovery %d LostRetransmit %d LossProbes %d DSACKRecv %d OFOQueue %d InCsumErrors %d InHdrErrors %d",
+						x.n, x.c.OutSegs, x.c.RetransSegs, x.c.TCPFastRetrans, x.c.TCPTimeouts, x.c.TCPSackRecovery, x.c.TCPLostRetransmit, x.c.TCPLossProbes, x.c.TCPDSACKRecv, x.c.TCPOFOQueue, x.c.InCsumErrors, x.c.InHdrErrors)
 				}
 				if t.Failed() {
 					return
