@@ -24,6 +24,13 @@ type Faults struct {
 	Seed int64
 
 	Drop      float64 // probability a packet is discarded
+	// DropBatch is the probability that all the packets of one
+	// WritePackets call that the fault model applies to are discarded
+	// together: a burst loss, as when the kernel's GRO merged a batch
+	// written to a TUN into one skb that was then dropped. It is drawn
+	// once per call, and only when non-zero, so other seeds' decisions
+	// are unchanged.
+	DropBatch float64
 	Duplicate float64 // probability a packet is sent twice, back to back
 	Reorder   float64 // probability a packet is held back and sent after the next one(s)
 	Corrupt   float64 // probability one random bit of the packet is flipped
@@ -59,7 +66,7 @@ type Faults struct {
 // FaultStats counts what a Lossy link did to the packets written through it.
 type FaultStats struct {
 	Passed      uint64 // packets handed to the inner link (duplicates count twice)
-	Dropped     uint64 // packets discarded by Faults.Drop
+	Dropped     uint64 // packets discarded by Faults.Drop or Faults.DropBatch
 	Duplicated  uint64 // packets sent twice (counts the packet, not the copies)
 	Reordered   uint64 // packets held back by Faults.Reorder
 	Corrupted   uint64 // packets with one bit flipped
@@ -136,7 +143,7 @@ type Lossy struct {
 // configuration (a probability outside [0, 1], a negative duration, rate or
 // limit), which is a bug in the calling test.
 func NewLossy(inner Link, f Faults) *Lossy {
-	for name, p := range map[string]float64{"Drop": f.Drop, "Duplicate": f.Duplicate, "Reorder": f.Reorder, "Corrupt": f.Corrupt} {
+	for name, p := range map[string]float64{"Drop": f.Drop, "DropBatch": f.DropBatch, "Duplicate": f.Duplicate, "Reorder": f.Reorder, "Corrupt": f.Corrupt} {
 		if !(p >= 0 && p <= 1) {
 			panic(fmt.Sprintf("tuntest: Faults.%s = %v, want a probability in [0, 1]", name, p))
 		}
@@ -219,6 +226,7 @@ func (l *Lossy) WritePackets(bufs [][]byte) (int, error) {
 	now := time.Now()
 	out := l.out[:0]
 	l.freshStage, l.freshHeld = 0, 0
+	dropAll := l.f.DropBatch > 0 && l.rng.Float64() < l.f.DropBatch
 	for _, p := range bufs {
 		if l.f.Filter != nil && !l.f.Filter(p) {
 			// Earlier packets that are due go first, then the bypass.
@@ -229,7 +237,7 @@ func (l *Lossy) WritePackets(bufs [][]byte) (int, error) {
 			out = l.dueLocked(now, out)
 			continue
 		}
-		out = l.faultLocked(now, p, out)
+		out = l.faultLocked(now, p, out, dropAll)
 	}
 	err := l.flushLocked(out)
 	l.ownLocked()
@@ -278,7 +286,7 @@ func (l *Lossy) ownLocked() {
 
 // faultLocked applies the per-packet faults to p and moves what is due to
 // out. Exactly six random draws per packet keep the streams aligned.
-func (l *Lossy) faultLocked(now time.Time, p []byte, out [][]byte) [][]byte {
+func (l *Lossy) faultLocked(now time.Time, p []byte, out [][]byte, drop bool) [][]byte {
 	uDrop := l.rng.Float64()
 	uCorrupt := l.rng.Float64()
 	bit := l.rng.Uint64()
@@ -286,7 +294,7 @@ func (l *Lossy) faultLocked(now time.Time, p []byte, out [][]byte) [][]byte {
 	uReorder := l.rng.Float64()
 	jit := l.rng.Uint64()
 
-	if uDrop < l.f.Drop {
+	if drop || uDrop < l.f.Drop {
 		l.stats.Dropped++
 		return out
 	}

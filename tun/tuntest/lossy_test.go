@@ -196,6 +196,41 @@ func TestLossyZeroFaultsIsTransparent(t *testing.T) {
 	})
 }
 
+// DropBatch discards the packets of one write together, or none of them:
+// every batch of ten arrives whole or not at all, at about the rate asked.
+func TestLossyDropBatchDropsWholeWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const batches, per = 1000, 10
+		got, s := runLossy(t, Faults{Seed: 5, DropBatch: 0.2}, func(l *Lossy) {
+			for b := range batches {
+				bufs := make([][]byte, per)
+				for i := range bufs {
+					bufs[i] = pkt(b*per+i, 100)
+				}
+				if _, err := l.WritePackets(bufs); err != nil {
+					panic(err)
+				}
+			}
+		})
+		count := map[int]int{}
+		for _, a := range got {
+			count[pktID(a.pkt)/per]++
+		}
+		for b, n := range count {
+			if n != per {
+				t.Fatalf("batch %d: %d of its %d packets arrived", b, n, per)
+			}
+		}
+		dropped := uint64(batches - len(count))
+		if ok, msg := within5Sigma(dropped, batches, 0.2); !ok {
+			t.Errorf("batches dropped: %s", msg)
+		}
+		if s.Dropped != dropped*per {
+			t.Errorf("Dropped %d, want %d", s.Dropped, dropped*per)
+		}
+	})
+}
+
 func TestLossyDuplicateArrivesTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		got, s := runLossy(t, Faults{Seed: 2, Duplicate: 1}, sendEach(100, 40))
