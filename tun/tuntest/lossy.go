@@ -180,6 +180,16 @@ func (l *Lossy) ReadPackets(bufs [][]byte, sizes []int) (int, error) {
 	return l.inner.ReadPackets(bufs, sizes)
 }
 
+// BusyPollRxPackets is the inner link's busy-poll count, 0 if it does
+// not poll, so that a fault model leaves the stack's
+// TcpExtBusyPollRxPackets as it was (as Tap does).
+func (l *Lossy) BusyPollRxPackets() uint64 {
+	if bp, ok := l.inner.(interface{ BusyPollRxPackets() uint64 }); ok {
+		return bp.BusyPollRxPackets()
+	}
+	return 0
+}
+
 // MTU returns the inner link's MTU.
 func (l *Lossy) MTU() int { return l.inner.MTU() }
 

@@ -659,3 +659,22 @@ func TestLossyCopiesWhatItKeeps(t *testing.T) {
 		}
 	})
 }
+
+// A Lossy passes the inner link's busy-poll count through, as a Tap does,
+// and reads 0 over a link that does not poll.
+func TestLossyForwardsBusyPollCount(t *testing.T) {
+	a, b := NewPipe(1500, 8)
+	defer b.Close()
+	l := NewLossy(busyLink{a}, Faults{Seed: 1})
+	defer l.Close()
+	if got := l.BusyPollRxPackets(); got != 7 {
+		t.Errorf("Lossy over a polling link: BusyPollRxPackets = %d, want 7", got)
+	}
+	c, d := NewPipe(1500, 8)
+	defer d.Close()
+	m := NewLossy(c, Faults{Seed: 1})
+	defer m.Close()
+	if got := m.BusyPollRxPackets(); got != 0 {
+		t.Errorf("Lossy over a pipe: BusyPollRxPackets = %d, want 0", got)
+	}
+}
