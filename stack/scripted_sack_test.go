@@ -253,6 +253,21 @@ func TestScriptedNewRenoRecovery(t *testing.T) {
 	}
 }
 
+// firstWithin advances the clock a millisecond at a time until the stack
+// sends something, and returns the first segment; it fails if nothing goes
+// out within limit (what names what was awaited).
+func (f *fixture) firstWithin(limit time.Duration, what string) seg.Segment {
+	f.t.Helper()
+	for waited := time.Duration(0); waited < limit; waited += time.Millisecond {
+		f.advance(time.Millisecond)
+		if len(f.pending) > 0 {
+			return f.pop()
+		}
+	}
+	f.fail("no %s within %v", what, limit)
+	return seg.Segment{}
+}
+
 // RFC 8985 §7 and §6.2: when a flight's whole tail is lost, no ACK comes
 // and the tail-loss probe goes out after about two round trips (here
 // SRTT is the handshake's 10 ms), well before the 200 ms RTO. Its SACK
@@ -282,17 +297,7 @@ func TestScriptedSACKProbeRevealsTailLoss(t *testing.T) {
 				f.noOutput()
 				probeAt = segEdge(10)
 			}
-			var probe seg.Segment
-			for waited := time.Duration(0); ; waited += time.Millisecond {
-				if waited > 100*time.Millisecond {
-					f.fail("no loss probe within 100 ms")
-				}
-				f.advance(time.Millisecond)
-				if len(f.pending) > 0 {
-					probe = f.pop()
-					break
-				}
-			}
+			probe := f.firstWithin(100*time.Millisecond, "loss probe")
 			if f.rel(probe.Seq) != probeAt || len(probe.Payload) != 1460 {
 				f.fail("probe %s, want 1460 bytes at %d", probe.String(), probeAt)
 			}
@@ -343,17 +348,7 @@ func TestScriptedSACKProbeTimerMarksHolesBelowSACKLost(t *testing.T) {
 	f.inMod(ACK, f.sacks(segEdge(9), segEdge(10)), seq(1001), ack(1))
 	f.noOutput()
 	f.counter("TCPSackRecovery", 0)
-	var first seg.Segment
-	for waited := time.Duration(0); ; waited += time.Millisecond {
-		if waited > 100*time.Millisecond {
-			f.fail("nothing sent within 100 ms of the SACK")
-		}
-		f.advance(time.Millisecond)
-		if len(f.pending) > 0 {
-			first = f.pop()
-			break
-		}
-	}
+	first := f.firstWithin(100*time.Millisecond, "segment after the SACK")
 	if f.rel(first.Seq) != segEdge(0) || len(first.Payload) != 1460 {
 		f.fail("first segment after the timer is %s, want the hole at %d", first.String(), segEdge(0))
 	}

@@ -23,7 +23,7 @@ type Faults struct {
 	// seed is chosen and logged through Logf so the run can be replayed.
 	Seed int64
 
-	Drop      float64 // probability a packet is discarded
+	Drop float64 // probability a packet is discarded
 	// DropBatch is the probability that all the packets of one
 	// WritePackets call that the fault model applies to are discarded
 	// together: a burst loss, as when the kernel's GRO merged a batch
