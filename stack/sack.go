@@ -25,7 +25,8 @@ type scoreboard struct {
 	highRxt seg.Seq // RFC 6675 HighRxt: highest sequence retransmitted in this recovery
 	// rackLost marks every unSACKed byte below lostBelow lost, whatever
 	// IsLost says: set when a tail-loss probe is SACKed above holes
-	// (probeRevealsLoss), cleared once SND.UNA reaches lostBelow.
+	// (probeRevealsLoss) or the probe timer finds SACKed data above them
+	// (probeTimerRevealsLoss); cleared once SND.UNA reaches lostBelow.
 	rackLost  bool
 	lostBelow seg.Seq
 }
