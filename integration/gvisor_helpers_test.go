@@ -189,10 +189,12 @@ func exchange(t *testing.T, a, b halfCloser, size int, timeout time.Duration) {
 			t.Errorf("%s CloseWrite: %v", name, err)
 		}
 	}
-	recv := func(name string, c halfCloser, want []byte) {
+	var arrived [2]time.Duration // when a's data, then b's, had all arrived
+	recv := func(name string, c halfCloser, want []byte, at *time.Duration) {
 		defer wg.Done()
 		h := sha256.New()
 		n, err := io.Copy(h, c)
+		*at = time.Since(start)
 		if err != nil {
 			t.Errorf("%s read after %d bytes: %v", name, n, err)
 			return
@@ -207,11 +209,16 @@ func exchange(t *testing.T, a, b halfCloser, size int, timeout time.Duration) {
 	wg.Add(4)
 	go send("a", a, dataA)
 	go send("b", b, dataB)
-	go recv("a", a, dataB)
-	go recv("b", b, dataA)
+	go recv("a", a, dataB, &arrived[1])
+	go recv("b", b, dataA, &arrived[0])
 	wg.Wait()
 	d := time.Since(start)
-	t.Logf("%d MiB each way in %v (%.1f MB/s each way)", size>>20, d.Round(time.Millisecond), float64(size)/d.Seconds()/1e6)
+	// Per direction too, so that the two senders (utcp and gVisor in the
+	// gVisor matrix) can be compared under the same faults.
+	t.Logf("%d MiB each way in %v (%.1f MB/s each way); a's data in %v (%.1f MB/s), b's in %v (%.1f MB/s)",
+		size>>20, d.Round(time.Millisecond), float64(size)/d.Seconds()/1e6,
+		arrived[0].Round(time.Millisecond), float64(size)/arrived[0].Seconds()/1e6,
+		arrived[1].Round(time.Millisecond), float64(size)/arrived[1].Seconds()/1e6)
 }
 
 func randomBytes(n int, seed uint64) []byte {

@@ -26,11 +26,19 @@ func newCongestion(name string) congestionControl {
 	return &cubic{}
 }
 
-// slowStart grows cwnd with appropriate byte counting, L = 2 (RFC 3465
-// §2.2), and returns the bytes left over once ssthresh is reached.
+// slowStart grows cwnd by every byte an ACK newly acknowledges (RFC 3465
+// byte counting with no per-ACK limit, as Linux's tcp_slow_start counts
+// every packet acked), up to ssthresh, and returns the bytes left over
+// once ssthresh is reached. RFC 3465 §2.2 caps the growth at L = 2 SMSS
+// per ACK, which assumes an ACK every second segment. Receivers that
+// acknowledge a batch at a time (utcp's own, one ACK per read batch;
+// Linux behind GRO; gVisor) send stretch ACKs covering many segments, and
+// with L = 2 slow start grew by two segments per batch instead of
+// doubling each round trip: in the transfer matrix at 10 ms delay utcp
+// reached 18 MB/s where it now reaches 32, and in the gVisor matrix utcp
+// sent at half gVisor's rate in every row without loss.
 func slowStart(t *tcb, acked uint32) uint32 {
-	mss := uint32(t.mss)
-	inc := min(acked, 2*mss)
+	inc := acked
 	if t.cwnd+inc > t.ssthresh {
 		inc = max(t.ssthresh, t.cwnd) - t.cwnd
 	}
