@@ -428,6 +428,9 @@ func (t *tcb) processAck(sg *seg.Segment) bool {
 		// SACKs new data (RFC 6675 §2).
 		t.dupAck()
 	}
+	// A duplicate ACK that SACKed the probe has started recovery in
+	// dupAck already (IsLost now holds for SND.UNA); one that also moved
+	// SND.UNA went to newAck, which does not, so it starts here.
 	if probeLoss && !t.inRecovery {
 		t.enterRecovery()
 	}

@@ -141,7 +141,7 @@ func (t *tcb) probeRevealsLoss(ack seg.Seq) bool {
 	if !in || end.LessThan(t.tlpEnd) {
 		return false
 	}
-	t.sb.lostBelow, t.sb.rackLost = t.tlpStart, true
+	t.sb.markLostBelow(t.tlpStart)
 	t.tlpEnd = t.tlpStart // once per probe
 	return true
 }
@@ -208,7 +208,7 @@ func (t *tcb) probeTimerRevealsLoss() bool {
 	if t.s.now().Sub(t.lastSackAt) < t.rto.SRTT()/4 {
 		return false
 	}
-	t.sb.lostBelow, t.sb.rackLost = t.sb.r[n-1].start, true
+	t.sb.markLostBelow(t.sb.r[n-1].start)
 	return true
 }
 

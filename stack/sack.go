@@ -31,6 +31,12 @@ type scoreboard struct {
 	lostBelow seg.Seq
 }
 
+// markLostBelow makes every unSACKed byte below seq lost (RACK's verdict,
+// probeRevealsLoss and probeTimerRevealsLoss).
+func (sb *scoreboard) markLostBelow(seq seg.Seq) {
+	sb.lostBelow, sb.rackLost = seq, true
+}
+
 func (sb *scoreboard) reset() {
 	sb.r = sb.r[:0]
 	sb.sacked = 0
@@ -283,8 +289,8 @@ func (t *tcb) noteOOO(seq seg.Seq) {
 	t.nRecentOOO = min(t.nRecentOOO+1, len(t.recentOOO))
 }
 
-// oooRanges merges the out-of-order queue into at most four ranges
-// (the highest ones are dropped: the option has no room for them).
+// oooRanges merges the out-of-order queue into its disjoint ranges, in
+// sequence order; appendSACK picks which of them fit in the option.
 func (t *tcb) oooRanges() []seqRange {
 	out := t.s.sackScratch[:0]
 	for _, q := range t.ooo {

@@ -366,3 +366,40 @@ func TestScriptedSACKProbeTimerMarksHolesBelowSACKLost(t *testing.T) {
 		t.Fatalf("after the full ACK: %d bytes in flight", ci.InFlight)
 	}
 }
+
+// The probe's ACK may also move SND.UNA: here the first segment arrived
+// (its own ACK was lost) and the other nine of the tail did not. That ACK
+// goes through newAck, not the duplicate-ACK path, and must start recovery
+// all the same, resending the holes from the new SND.UNA.
+func TestScriptedSACKProbeAckThatAdvancesStartsRecovery(t *testing.T) {
+	f := sackSend(t)
+	probe := f.firstWithin(100*time.Millisecond, "loss probe")
+	if f.rel(probe.Seq) != segEdge(9) {
+		f.fail("probe %s, want the last segment at %d", probe.String(), segEdge(9))
+	}
+	f.inMod(ACK, f.sacks(segEdge(9), segEdge(10)), seq(1001), ack(segEdge(1)))
+	got := f.popAll()
+	if len(got) == 0 || f.rel(got[0].Seq) != segEdge(1) {
+		f.fail("after the probe's ACK sent %d segments, want the hole at %d first", len(got), segEdge(1))
+	}
+	f.counter("TCPSackRecovery", 1)
+	f.counter("TCPTimeouts", 0)
+}
+
+// Entering recovery turns a timer armed as a loss probe back into the
+// RTO: no probe goes out during recovery (RFC 8985 §7.2 schedules none
+// there), where it would resend the flight's last segment for nothing.
+func TestScriptedSACKNoProbeInRecovery(t *testing.T) {
+	f := sackSend(t)
+	// Three segments SACKed above a hole: recovery, SND.UNA resent.
+	f.inMod(ACK, f.sacks(segEdge(1), segEdge(4)), seq(1001), ack(1))
+	f.outData(segEdge(0), 1460)
+	f.noOutput()
+	f.counter("TCPSackRecovery", 1)
+	// Past any probe timeout (about two SRTT, 20 ms here) but short of
+	// the 200 ms RTO: nothing may be sent.
+	f.step(150*time.Millisecond, time.Millisecond)
+	f.noOutput()
+	f.counter("TCPLossProbes", 0)
+	f.counter("TCPTimeouts", 0)
+}
