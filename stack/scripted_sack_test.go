@@ -145,6 +145,19 @@ func sackSend(t *testing.T, mods ...func(*Config)) *fixture {
 	return f
 }
 
+// sackRecovering is sackSend with segment 0 lost: the peer SACKs 1-3,
+// more than DupThresh above the hole (RFC 6675 IsLost), so recovery starts
+// and SND.UNA is resent alone.
+func sackRecovering(t *testing.T) *fixture {
+	t.Helper()
+	f := sackSend(t)
+	f.inMod(ACK, f.sacks(segEdge(1), segEdge(4)), seq(1001), ack(1))
+	f.outData(segEdge(0), 1460)
+	f.noOutput()
+	f.counter("TCPSackRecovery", 1)
+	return f
+}
+
 // segEdge is the relative sequence number where segment i starts.
 func segEdge(i int) uint32 { return uint32(1 + i*1460) }
 
@@ -153,12 +166,8 @@ func segEdge(i int) uint32 { return uint32(1 + i*1460) }
 // TCPFastRetrans); NextSeg retransmits only the holes, never data the
 // peer SACKed, and a full ACK ends recovery with nothing resent.
 func TestScriptedSACKRecoveryRetransmitsHolesOnly(t *testing.T) {
-	f := sackSend(t)
 	// Segments 0 and 5 are lost. The first ACK SACKs 1-3.
-	f.inMod(ACK, f.sacks(segEdge(1), segEdge(4)), seq(1001), ack(1))
-	f.outData(segEdge(0), 1460)
-	f.noOutput()
-	f.counter("TCPSackRecovery", 1)
+	f := sackRecovering(t)
 	f.counter("TCPFastRetrans", 1)
 	// Then 1-4 and 6-9: the second hole (segment 5) is lost too.
 	f.inMod(ACK, f.sacks(segEdge(6), segEdge(10), segEdge(1), segEdge(5)), seq(1001), ack(1))
@@ -390,12 +399,7 @@ func TestScriptedSACKProbeAckThatAdvancesStartsRecovery(t *testing.T) {
 // RTO: no probe goes out during recovery (RFC 8985 §7.2 schedules none
 // there), where it would resend the flight's last segment for nothing.
 func TestScriptedSACKNoProbeInRecovery(t *testing.T) {
-	f := sackSend(t)
-	// Three segments SACKed above a hole: recovery, SND.UNA resent.
-	f.inMod(ACK, f.sacks(segEdge(1), segEdge(4)), seq(1001), ack(1))
-	f.outData(segEdge(0), 1460)
-	f.noOutput()
-	f.counter("TCPSackRecovery", 1)
+	f := sackRecovering(t)
 	// Past any probe timeout (about two SRTT, 20 ms here) but short of
 	// the 200 ms RTO: nothing may be sent.
 	f.step(150*time.Millisecond, time.Millisecond)
